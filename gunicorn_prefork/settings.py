@@ -1,0 +1,186 @@
+"""The ``prefork_*`` settings: where they are read from and how they are checked.
+
+Gunicorn's ``Config()`` copies its list of known settings once, before ``-k`` imports
+this package, so on the first run Gunicorn's config loader silently skips our names.
+We therefore read them ourselves, in this order (first found wins):
+
+1. the environment: ``GUNICORN_PREFORK_<NAME>`` (``GUNICORN_PREFORK_REUSEPORT=0``);
+2. the loaded config: ``gunicorn.conf.py`` / ``-c file`` (``sys.modules['__config__']``)
+   or ``-c python:module``;
+3. ``cfg.settings`` when the setting is registered there (a custom application that
+   imported this package before building its Config, or any run after a HUP);
+4. the default.
+
+Every value is validated here; a bad one raises :class:`SettingError` naming the
+setting, the value and where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gunicorn.config import Setting
+
+from .errors import SettingError
+from .plugin_log import LoggerLike, resolve_logger
+
+ENV_PREFIX = "GUNICORN_PREFORK_"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class PreforkSettings:
+    """The validated ``prefork_*`` values of one configuration load."""
+
+    reuseport: bool = True
+    recover_threshold: int = 1
+    recover_window: float = 60.0
+    recover_interval: float = 0.0
+    count_timeouts: bool = False
+    logger: LoggerLike | None = None
+
+
+def _parse_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError("expected True or False (or 1/0, yes/no, on/off)")
+
+
+def _parse_count(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number >= 0")
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise ValueError("expected a whole number >= 0") from None
+    if not isinstance(value, int) or value < 0:
+        raise ValueError("expected a whole number >= 0")
+    return value
+
+
+def _parse_seconds(value: object) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number of seconds >= 0")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ValueError("expected a number of seconds >= 0") from None
+    if not isinstance(value, (int, float)) or value < 0 or value != value:
+        raise ValueError("expected a number of seconds >= 0")
+    return float(value)
+
+
+def _parse_logger(value: object) -> LoggerLike | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return resolve_logger(value)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    parse: Callable[[object], Any]
+    desc: str
+
+    @property
+    def field(self) -> str:
+        return self.name[len("prefork_"):]
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.field.upper()
+
+
+SPECS: tuple[_Spec, ...] = (
+    _Spec("prefork_reuseport", _parse_bool,
+          "One SO_REUSEPORT listening socket per worker (True) or Gunicorn's shared socket (False)."),
+    _Spec("prefork_recover_threshold", _parse_count,
+          "Worker crashes tolerated within prefork_recover_window; 0 = never halt. "
+          "Default: max(1, workers // 2)."),
+    _Spec("prefork_recover_window", _parse_seconds,
+          "Seconds over which crashes are counted; 0 = the master's whole life."),
+    _Spec("prefork_recover_interval", _parse_seconds,
+          "Seconds to wait before a crashed worker's replacement boots."),
+    _Spec("prefork_count_timeouts", _parse_bool,
+          "Count worker timeouts as crashes."),
+    _Spec("prefork_logger", _parse_logger,
+          "Logger for the plugin's messages: an object with debug/info/warning/error "
+          "or a dotted import path; None = Gunicorn's error log."),
+)
+
+_MISSING = object()
+
+
+def _register_with_gunicorn() -> None:
+    """Make ``cfg.set('prefork_…', v)`` and config-file loading work once known.
+
+    The registered validators accept anything: validation happens in :func:`load`, so
+    every source gives the same one-line error.
+    """
+    for spec in SPECS:
+        type(
+            "Setting_" + spec.name,
+            (Setting,),
+            {
+                "name": spec.name,
+                "section": "Prefork",
+                "validator": lambda value: value,
+                "default": None,
+                "desc": spec.desc,
+                "__module__": __name__,
+            },
+        )
+
+
+_register_with_gunicorn()
+
+
+def config_namespace(cfg: Any) -> Mapping[str, object]:
+    """The names defined by the configuration file or module this run loaded."""
+    location = None
+    if "config" in cfg.settings:
+        location = cfg.settings["config"].get()
+    if isinstance(location, str) and location.startswith("python:"):
+        module = sys.modules.get(location[len("python:"):])
+    else:
+        module = sys.modules.get("__config__")
+    return vars(module) if module is not None else {}
+
+
+def _raw_value(spec: _Spec, cfg: Any, namespace: Mapping[str, object],
+               environ: Mapping[str, str]) -> tuple[object, str]:
+    if spec.env in environ:
+        return environ[spec.env], f"environment variable {spec.env}"
+    if spec.name in namespace:
+        return namespace[spec.name], "the configuration file"
+    setting = cfg.settings.get(spec.name)
+    if setting is not None and setting.get() is not None:
+        return setting.get(), "the configuration"
+    return _MISSING, "default"
+
+
+def load(cfg: Any, environ: Mapping[str, str] | None = None) -> PreforkSettings:
+    """Read and validate every ``prefork_*`` setting for this configuration."""
+    environ = os.environ if environ is None else environ
+    namespace = config_namespace(cfg)
+    values: dict[str, Any] = {}
+    for spec in SPECS:
+        raw, source = _raw_value(spec, cfg, namespace, environ)
+        if raw is _MISSING:
+            continue
+        try:
+            values[spec.field] = spec.parse(raw)
+        except (ValueError, TypeError) as exc:
+            raise SettingError(spec.name, raw, str(exc), source) from None
+    values.setdefault("recover_threshold", max(1, int(cfg.workers) // 2))
+    return PreforkSettings(**values)

@@ -1,0 +1,263 @@
+"""The master's slot table: per TCP bind, one listening SO_REUSEPORT socket per worker.
+
+Theory of operation
+-------------------
+A *slot* is what one worker serves: one listening socket for each configured bind.
+The master creates the slots before any worker exists and keeps them for the
+server's life (the nginx model):
+
+* a worker that exits (``max_requests``, HUP, a crash) does not take its socket's
+  accept queue with it: the master still holds the socket, and the next worker
+  assigned to the slot accepts what is queued;
+* port 0 is resolved once, by the first socket, and every later slot binds that port;
+* the port is held by *listening* sockets of the master from start to stop, so a
+  process of another user can never bind it (a bound but non-listening SO_REUSEADDR
+  socket would let it: see the design notes);
+* on USR2 the new master adopts every slot socket, in order.
+
+Invariants: every slot has exactly one socket per bind, in bind order; all sockets
+of a bind share one resolved address; :meth:`SlotTable.listeners` lists them slot by
+slot, which is the order Gunicorn passes them on in ``GUNICORN_FD``.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import socket
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from gunicorn import sock as gsock
+
+from .errors import StartupError
+
+Address = tuple[Any, ...]
+
+
+class _ReusePortMixin:
+    """Gunicorn's TCP socket, with SO_REUSEPORT set before it binds."""
+
+    def set_options(self, sock: socket.socket, bound: bool = False) -> socket.socket:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        return super().set_options(sock, bound=bound)  # type: ignore[misc,no-any-return]
+
+
+class ReusePortTCPSocket(_ReusePortMixin, gsock.TCPSocket):  # type: ignore[misc]
+    """IPv4 listener of one slot."""
+
+
+class ReusePortTCP6Socket(_ReusePortMixin, gsock.TCP6Socket):  # type: ignore[misc]
+    """IPv6 listener of one slot (``[::]`` also serves IPv4 where the host allows)."""
+
+
+def _socket_class(address: Address) -> type[gsock.BaseSocket]:
+    family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
+    return ReusePortTCP6Socket if family == socket.AF_INET6 else ReusePortTCPSocket
+
+
+def format_address(address: Address) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def check_reuseport_possible(binds: Sequence[object], platform: str | None = None) -> None:
+    """Refuse, with the fix named, what per-worker sockets cannot serve."""
+    platform = sys.platform if platform is None else platform
+    if not platform.startswith("linux") or not hasattr(socket, "SO_REUSEPORT"):
+        raise StartupError(
+            f"prefork_reuseport needs Linux's load-balancing SO_REUSEPORT, which this "
+            f"platform ({platform}) does not have; set prefork_reuseport = False to "
+            f"serve Gunicorn's shared socket")
+    for bind in binds:
+        if isinstance(bind, int):
+            raise StartupError(
+                f"bind fd://{bind} is one inherited socket and cannot be split into "
+                f"per-worker SO_REUSEPORT sockets; bind a host:port instead, or set "
+                f"prefork_reuseport = False")
+        if not isinstance(bind, tuple):
+            raise StartupError(
+                f"bind unix:{bind!s}: unix sockets cannot use SO_REUSEPORT; bind a "
+                f"host:port instead, or set prefork_reuseport = False to serve the "
+                f"unix socket as Gunicorn's shared socket")
+
+
+def _bind_error(address: Address, exc: OSError) -> StartupError:
+    where = format_address(address)
+    if exc.errno == errno.EADDRINUSE:
+        reason = "the address is already in use by another process"
+    elif exc.errno == errno.EACCES:
+        reason = "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        reason = "the address is not available on this host"
+    else:
+        reason = str(exc)
+    return StartupError(f"cannot listen on {where}: {reason}")
+
+
+def _probe_free(address: Address) -> None:
+    """Fail fast when another process already listens on ``address``.
+
+    A plain SO_REUSEADDR bind conflicts with any listener on the port, so it catches
+    another server, even one whose sockets carry SO_REUSEPORT (which we would
+    otherwise silently join and share traffic with).
+    """
+    family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+    except OSError as exc:
+        raise _bind_error(address, exc) from None
+    finally:
+        probe.close()
+
+
+class Slot:
+    """The listeners one worker serves: one socket per bind."""
+
+    def __init__(self, number: int, sockets: list[gsock.BaseSocket]) -> None:
+        self.number = number
+        self.sockets = sockets
+
+    def close(self) -> None:
+        for listener in self.sockets:
+            listener.close()
+
+    def __repr__(self) -> str:
+        return f"<Slot {self.number}>"
+
+
+class SlotTable:
+    """All slots of one master, for a fixed list of resolved bind addresses."""
+
+    def __init__(self, cfg: Any, log: Any, addresses: list[Address]) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.addresses = addresses
+        self.slots: list[Slot] = []
+        self._numbers = itertools.count()
+
+    # -- building ---------------------------------------------------------------
+
+    @classmethod
+    def create(cls, cfg: Any, log: Any, binds: Sequence[Address], count: int,
+               held: Iterable[Address] = ()) -> SlotTable:
+        """Bind ``count`` slots on ``binds``; port 0 is resolved by the first socket.
+
+        ``held`` lists addresses this server already listens on (a HUP that changed
+        the binds): those are not probed, our own workers still hold them.
+        """
+        held = set(held)
+        table = cls(cfg, log, [])
+        first: list[gsock.BaseSocket] = []
+        try:
+            for bind in binds:
+                if bind[1] != 0 and bind not in held:
+                    _probe_free(bind)
+                listener = table._open(bind)
+                first.append(listener)
+                resolved = listener.sock.getsockname()
+                table.addresses.append((bind[0], resolved[1]))
+            table.slots.append(Slot(next(table._numbers), first))
+            table.ensure(count)
+        except StartupError:
+            for listener in first:
+                listener.close()
+            table.close()
+            raise
+        return table
+
+    @classmethod
+    def adopt(cls, cfg: Any, log: Any, fds: Iterable[int]) -> SlotTable:
+        """Take over inherited listeners (USR2's ``GUNICORN_FD``, systemd sockets).
+
+        Sockets of the same address are that address's slots, in the order given.
+        """
+        by_address: dict[Address, list[int]] = {}
+        for fd in fds:
+            probe = socket.socket(fileno=fd)
+            try:
+                if probe.family not in (socket.AF_INET, socket.AF_INET6):
+                    raise StartupError(
+                        f"inherited socket fd {fd} ({probe.getsockname()!r}) is not a TCP "
+                        f"socket; set prefork_reuseport = False to serve it as Gunicorn's "
+                        f"shared socket")
+                name = probe.getsockname()
+                if not probe.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT):
+                    raise StartupError(
+                        f"inherited socket fd {fd} on {format_address(name)} has no "
+                        f"SO_REUSEPORT, so no per-worker sockets can join it; for "
+                        f"systemd set ReusePort=yes in the .socket unit, or set "
+                        f"prefork_reuseport = False")
+            finally:
+                probe.detach()
+            by_address.setdefault((name[0], name[1]), []).append(fd)
+
+        table = cls(cfg, log, list(by_address))
+        columns = [
+            [_socket_class(address)(address, cfg, log, fd=fd) for fd in fds_of]
+            for address, fds_of in by_address.items()
+        ]
+        depth = min((len(column) for column in columns), default=0)
+        for column in columns:
+            for extra in column[depth:]:
+                extra.close()
+        for row in range(depth):
+            table.slots.append(Slot(next(table._numbers), [column[row] for column in columns]))
+        return table
+
+    def _open(self, address: Address) -> gsock.BaseSocket:
+        try:
+            return _socket_class(address)(address, self.cfg, self.log)
+        except OSError as exc:
+            raise _bind_error(address, exc) from None
+
+    # -- growing and shrinking ---------------------------------------------------
+
+    def add(self) -> Slot:
+        """One more slot on the same resolved addresses (TTIN, more workers on HUP)."""
+        opened: list[gsock.BaseSocket] = []
+        try:
+            for address in self.addresses:
+                opened.append(self._open(address))
+        except StartupError:
+            for listener in opened:
+                listener.close()
+            raise
+        slot = Slot(next(self._numbers), opened)
+        self.slots.append(slot)
+        return slot
+
+    def ensure(self, count: int) -> None:
+        while len(self.slots) < count:
+            self.add()
+
+    def retire(self, slot: Slot) -> None:
+        """Drop a slot and close the master's copy of its sockets."""
+        self.slots.remove(slot)
+        slot.close()
+
+    def close(self) -> None:
+        for slot in self.slots:
+            slot.close()
+        self.slots = []
+
+    def close_except(self, keep: Slot) -> None:
+        """In a freshly forked worker: close every other slot's descriptors."""
+        for slot in self.slots:
+            if slot is not keep:
+                slot.close()
+
+    # -- views ---------------------------------------------------------------------
+
+    def listeners(self) -> list[gsock.BaseSocket]:
+        return [listener for slot in self.slots for listener in slot.sockets]
+
+    def owns(self, listener: object) -> bool:
+        return any(listener is own for own in self.listeners())
+
+    def describe(self) -> str:
+        scheme = "https" if self.cfg.is_ssl else "http"
+        return ", ".join(f"{scheme}://{format_address(address)}" for address in self.addresses)
