@@ -1,0 +1,26 @@
+"""Test WSGI app: names the serving worker, can sleep, crash or report is_child()."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import gunicorn_prefork
+
+
+def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    path = environ.get("PATH_INFO", "/")
+    if path.startswith("/sleep"):
+        time.sleep(float(environ.get("QUERY_STRING") or 0.1))
+    if path == "/crash":
+        os._exit(1)
+    if path == "/is_child":
+        body = str(gunicorn_prefork.is_child()).encode()
+    else:
+        body = f"worker {os.getpid()}\n".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body))),
+                              ("X-Worker-Pid", str(os.getpid()))])
+    return [body]
