@@ -19,6 +19,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+
+# The console script, as users run it: ``python -m gunicorn`` re-executes itself on
+# USR2 as ``python .../gunicorn/__main__.py``, which shadows the stdlib ``http``.
+_SCRIPT = Path(sys.executable).parent / "gunicorn"
+GUNICORN = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "gunicorn"]
 APPS = HERE / "apps"
 
 BASE_CONFIG = """\
@@ -127,7 +132,7 @@ class Gunicorn:
     def start(self) -> Gunicorn:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", self.config_arg, *self.args, self.app],
+            [*GUNICORN, "-c", self.config_arg, *self.args, self.app],
             cwd=self.tmp, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True)
         return self
