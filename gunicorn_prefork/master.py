@@ -51,7 +51,7 @@ class Master:
         self.table: SlotTable | None = None
         self.assignment: dict[int, Slot] = {}
         self.leaving: set[int] = set()
-        self.spawning: Slot | None | bool = False
+        self.spawning: Slot | bool | None = False
 
     # -- configuration -------------------------------------------------------------
 

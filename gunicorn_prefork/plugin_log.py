@@ -43,7 +43,8 @@ def resolve_logger(value: object) -> LoggerLike:
     target = _import_path(value) if isinstance(value, str) else value
     missing = [name for name in _METHODS if not callable(getattr(target, name, None))]
     if missing:
-        raise ValueError(f"a logger needs callable {'/'.join(_METHODS)}; missing {', '.join(missing)}")
+        raise ValueError(f"a logger needs callable {'/'.join(_METHODS)}; "
+                         f"missing {', '.join(missing)}")
     assert isinstance(target, LoggerLike)
     return target
 

@@ -103,7 +103,8 @@ class _Spec:
 
 SPECS: tuple[_Spec, ...] = (
     _Spec("prefork_reuseport", _parse_bool,
-          "One SO_REUSEPORT listening socket per worker (True) or Gunicorn's shared socket (False)."),
+          "One SO_REUSEPORT listening socket per worker (True) or Gunicorn's shared "
+          "socket (False)."),
     _Spec("prefork_recover_threshold", _parse_count,
           "Worker crashes tolerated within prefork_recover_window; 0 = never halt. "
           "Default: max(1, workers // 2)."),

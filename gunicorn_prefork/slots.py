@@ -177,7 +177,11 @@ class SlotTable:
         """
         by_address: dict[Address, list[int]] = {}
         for fd in fds:
-            probe = socket.socket(fileno=fd)
+            try:
+                probe = socket.socket(fileno=fd)
+            except OSError as exc:
+                raise StartupError(f"inherited file descriptor {fd} is not a usable "
+                                   f"socket: {exc.strerror}") from None
             try:
                 if probe.family not in (socket.AF_INET, socket.AF_INET6):
                     raise StartupError(

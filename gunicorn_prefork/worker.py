@@ -14,7 +14,11 @@ from . import arbiter_hook
 
 
 class Worker(GeventWorker):  # type: ignore[misc]
-    """Select with ``-k gunicorn_prefork.Worker`` or ``worker_class = "gunicorn_prefork.Worker"``."""
+    """Gunicorn's gevent worker serving only its own slot's sockets.
+
+    Select it with ``-k gunicorn_prefork.Worker`` or
+    ``worker_class = "gunicorn_prefork.Worker"``.
+    """
 
     #: Marks the worker classes the master-side plugin acts for.
     gunicorn_prefork = True

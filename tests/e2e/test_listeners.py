@@ -73,8 +73,9 @@ def test_tls(tmp_path: Path, openssl: str) -> None:
                     "-subj", "/CN=localhost", "-keyout", str(tmp_path / "key.pem"),
                     "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True)
     port = free_port()
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     config = PREFORK + (f'bind = "127.0.0.1:{port}"\nworkers = 2\n'
-                        f'certfile = "{tmp_path / "cert.pem"}"\nkeyfile = "{tmp_path / "key.pem"}"\n')
+                        f'certfile = "{cert}"\nkeyfile = "{key}"\n')
     with running(tmp_path, config=config) as server:
         server.wait_serving(port, 2, tls=True)
         assert request("127.0.0.1", port, "/is_child", tls=True)[2] == b"True"

@@ -1,0 +1,90 @@
+"""Unit tests of the prefork_* parsing and precedence (pure logic)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import types
+from typing import Any
+
+import pytest
+from gunicorn.config import Config
+
+from gunicorn_prefork import settings
+from gunicorn_prefork.errors import SettingError
+
+
+def _cfg(workers: int = 4, **values: Any) -> Any:
+    cfg = Config()
+    cfg.set("workers", workers)
+    for name, value in values.items():
+        cfg.set(name, value)
+    return cfg
+
+
+@pytest.fixture
+def config_module(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    module = types.ModuleType("__config__")
+    monkeypatch.setitem(sys.modules, "__config__", module)
+    return module
+
+
+def test_defaults(config_module: types.ModuleType) -> None:
+    loaded = settings.load(_cfg(workers=5), environ={})
+    assert loaded == settings.PreforkSettings(recover_threshold=2)
+    assert settings.load(_cfg(workers=1), environ={}).recover_threshold == 1
+
+
+def test_config_file_values(config_module: types.ModuleType) -> None:
+    config_module.prefork_reuseport = False
+    config_module.prefork_recover_window = 0
+    config_module.prefork_logger = "logging.root"
+    loaded = settings.load(_cfg(), environ={})
+    assert loaded.reuseport is False
+    assert loaded.recover_window == 0.0
+    assert loaded.logger is logging.root
+
+
+def test_environment_wins(config_module: types.ModuleType) -> None:
+    config_module.prefork_reuseport = True
+    loaded = settings.load(_cfg(), environ={"GUNICORN_PREFORK_REUSEPORT": "no",
+                                            "GUNICORN_PREFORK_RECOVER_THRESHOLD": "7"})
+    assert loaded.reuseport is False and loaded.recover_threshold == 7
+
+
+def test_registered_setting_is_read(config_module: types.ModuleType) -> None:
+    assert settings.load(_cfg(prefork_count_timeouts=True), environ={}).count_timeouts is True
+
+
+def test_python_module_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("my_conf")
+    module.prefork_recover_interval = 2.5  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "my_conf", module)
+    monkeypatch.delitem(sys.modules, "__config__", raising=False)
+    loaded = settings.load(_cfg(config="python:my_conf"), environ={})
+    assert loaded.recover_interval == 2.5
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("prefork_reuseport", "maybe"),
+    ("prefork_reuseport", 2),
+    ("prefork_recover_threshold", -1),
+    ("prefork_recover_threshold", 1.5),
+    ("prefork_recover_threshold", True),
+    ("prefork_recover_window", "soon"),
+    ("prefork_recover_interval", -0.1),
+    ("prefork_logger", "no.such.module"),
+    ("prefork_logger", object()),
+])
+def test_bad_values_name_setting_value_and_source(config_module: types.ModuleType,
+                                                  name: str, value: object) -> None:
+    setattr(config_module, name, value)
+    with pytest.raises(SettingError) as caught:
+        settings.load(_cfg(), environ={})
+    message = str(caught.value)
+    assert message.startswith(f"invalid {name} = {value!r} (from the configuration file)")
+
+
+def test_bad_environment_value_names_the_variable(config_module: types.ModuleType) -> None:
+    with pytest.raises(SettingError, match="environment variable GUNICORN_PREFORK_RECOVER_WINDOW"):
+        settings.load(_cfg(), environ={"GUNICORN_PREFORK_RECOVER_WINDOW": "x"})
