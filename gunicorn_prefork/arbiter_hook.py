@@ -12,7 +12,10 @@ same names and signatures in every supported Gunicorn (20.1 to 27):
 ``Arbiter.setup``          re-read the settings after a HUP
 ``Arbiter.spawn_worker``   give the new worker its slot's sockets only
 ``Arbiter.kill_worker``    remember which workers were asked to leave
-``Arbiter.manage_workers`` retire slots nobody will serve any more
+``Arbiter.manage_workers`` halt past the recovery threshold (main loop only);
+                           retire slots nobody will serve; fire ``prefork_on_ready``
+``os.waitpid`` as seen     classify each reaped worker's exit status (Gunicorn's
+  by ``gunicorn.arbiter``  ``child_exit`` hook is not given it)
 fork (child side)          close the other slots' descriptors, mark the child
 =========================  =====================================================
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import os
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -102,12 +106,37 @@ def _kill_worker(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _manage_workers(original: Callable[..., Any]) -> Callable[..., Any]:
     def manage_workers(self: Any) -> Any:
-        result = original(self)
         master = _ours(self)
         if master is not None:
+            master.halt_if_over_threshold()
+        result = original(self)
+        if master is not None:
             master.retire_surplus()
+            master.check_ready()
         return result
     return manage_workers
+
+
+class _ArbiterOs(types.ModuleType):
+    """``os`` as the arbiter module sees it: ``waitpid`` also reports to the plugin.
+
+    Only ``gunicorn.arbiter``'s global name ``os`` is replaced; everything else
+    (and every other module) keeps the real ``os``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("os")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    @staticmethod
+    def waitpid(pid: int, options: int) -> tuple[int, int]:
+        wpid, status = os.waitpid(pid, options)
+        master = current
+        if wpid and master is not None and master.pid == os.getpid():
+            master.on_reaped(wpid, status)
+        return wpid, status
 
 
 def _after_fork_in_child() -> None:
@@ -133,4 +162,5 @@ def install() -> None:
     _wrap(arbiter, "kill_worker", _kill_worker)
     _wrap(arbiter, "manage_workers", _manage_workers)
     _wrap(gunicorn.sock, "create_sockets", _create_sockets)
+    gunicorn.arbiter.os = _ArbiterOs()
     os.register_at_fork(after_in_child=_after_fork_in_child)

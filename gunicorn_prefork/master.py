@@ -9,6 +9,12 @@ and not asked to leave), lowest number first. A replacement thus lands on the sl
 its predecessor left, and on HUP each slot gets one new worker while the old one
 finishes. When there are more slots than ``num_workers`` (TTOU, fewer workers after
 HUP), slots whose workers are all leaving are retired.
+
+Recovery (see :mod:`gunicorn_prefork.recovery`): every reaped worker is classified;
+crashes are counted and, past the threshold, the master halts from the main loop
+(never from a signal handler or ``child_exit``). A crashed worker's replacement is
+forked at once but waits ``prefork_recover_interval`` in the child before it boots,
+so the master's loop, and its signal handling, never wait.
 """
 
 from __future__ import annotations
@@ -16,13 +22,18 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from gunicorn.errors import HaltServer
 
 from . import settings as settings_mod
 from .child import mark_child
 from .errors import EXIT_STARTUP_ERROR, PreforkError
 from .plugin_log import PluginLog
+from .recovery import EXIT_OVER_RECOVERY, Crash, CrashCounter, ExitKind, classify, describe_status
 from .settings import PreforkSettings
 from .slots import Slot, SlotTable, check_reuseport_possible
 
@@ -39,6 +50,15 @@ def fail_startup(log: Any, cfg: Any, error: PreforkError) -> None:
     sys.exit(EXIT_STARTUP_ERROR)
 
 
+@dataclass
+class _Replacement:
+    """A crashed worker waiting for its successor."""
+
+    slot: Slot | None
+    old_worker: Any
+    not_before: float
+
+
 class Master:
     """The plugin's state in one Gunicorn master process."""
 
@@ -52,6 +72,15 @@ class Master:
         self.assignment: dict[int, Slot] = {}
         self.leaving: set[int] = set()
         self.spawning: Slot | bool | None = False
+        #: seconds the worker being forked waits before booting (read in the child)
+        self.spawn_delay = 0.0
+        self.crashes = CrashCounter(self.settings.recover_threshold,
+                                    self.settings.recover_window)
+        self.replacements: list[_Replacement] = []
+        self.first_update: dict[int, float] = {}
+        self.booted: set[int] = set()
+        self.halt_pending = False
+        self.ready = False
 
     # -- configuration -------------------------------------------------------------
 
@@ -85,6 +114,7 @@ class Master:
                              new.reuseport, self.reuseport)
         self.settings = new
         self.log = PluginLog(new.logger or self.arbiter.log)
+        self.crashes.configure(new.recover_threshold, new.recover_window)
         if self.reuseport:
             self._take_over_reuse_port()
 
@@ -125,9 +155,16 @@ class Master:
         self.leaving &= set(workers)
         return {pid: slot for pid, slot in self.assignment.items() if pid not in self.leaving}
 
+    def _sync_listeners(self) -> None:
+        """Gunicorn's ``LISTENERS`` follow the table: USR2 passes them on, stop closes them."""
+        if self.table is not None:
+            self.arbiter.LISTENERS = self.table.listeners()
+
     def choose_slot(self) -> Slot:
         assert self.table is not None
-        self.table.ensure(self.arbiter.num_workers)
+        if len(self.table.slots) < self.arbiter.num_workers:
+            self.table.ensure(self.arbiter.num_workers)
+            self._sync_listeners()
         load = {id(slot): 0 for slot in self.table.slots}
         for slot in self._staying().values():
             if id(slot) in load:
@@ -136,26 +173,51 @@ class Master:
 
     def spawn(self, spawn_worker: Callable[[], Any]) -> Any:
         """Run Gunicorn's ``spawn_worker`` with the chosen slot as the worker's sockets."""
-        if not self.reuseport or self.table is None:
-            self.spawning = True
-            try:
-                return spawn_worker()
-            finally:
-                self.spawning = False
-        slot = self.choose_slot()
+        slot: Slot | None = None
         arbiter = self.arbiter
+        if self.reuseport and self.table is not None:
+            slot = self.choose_slot()
         shared = arbiter.LISTENERS
-        arbiter.LISTENERS = slot.sockets
-        self.spawning = slot
+        if slot is not None:
+            arbiter.LISTENERS = slot.sockets
+        replacement = self._take_replacement(slot)
+        if replacement is not None:
+            self.spawn_delay = max(0.0, replacement.not_before - time.monotonic())
+        self.spawning = slot if slot is not None else True
         try:
             pid = spawn_worker()
         finally:
             arbiter.LISTENERS = shared
             self.spawning = False
-        if isinstance(pid, int):
+            self.spawn_delay = 0.0
+        if not isinstance(pid, int):
+            return pid
+        worker = arbiter.WORKERS.get(pid)
+        self._remember_first_update(pid, worker)
+        if slot is not None:
             self.assignment[pid] = slot
             self.log.debug("worker %s serves slot %d", pid, slot.number)
+        if replacement is not None:
+            self._recovered(replacement, worker)
         return pid
+
+    def _take_replacement(self, slot: Slot | None) -> _Replacement | None:
+        slots = self.table.slots if self.table is not None else []
+        self.replacements = [r for r in self.replacements
+                             if r.slot is None or any(r.slot is s for s in slots)]
+        for replacement in self.replacements:
+            if slot is None or replacement.slot is slot:
+                self.replacements.remove(replacement)
+                return replacement
+        return None
+
+    def _recovered(self, replacement: _Replacement, worker: Any) -> None:
+        old = replacement.old_worker
+        self.log.info("worker %s replaces crashed worker %s%s", getattr(worker, "pid", "?"),
+                      old.pid, self._slot_text(replacement.slot))
+        self._metric("gunicorn.prefork.recoveries")
+        self._call_hook("prefork_on_recover", self.settings.on_recover,
+                        self.arbiter, old, worker)
 
     def after_fork_in_child(self) -> None:
         """Right after the fork of a worker, before Gunicorn's ``post_fork`` hook."""
@@ -180,5 +242,107 @@ class Master:
                 break
             if id(slot) not in served:
                 table.retire(slot)
+                self._sync_listeners()
                 self.log.info("retired slot %d; %d listener(s) per bind remain",
                               slot.number, len(table.slots))
+
+    # -- recovery ------------------------------------------------------------------
+
+    def _remember_first_update(self, pid: int, worker: Any) -> None:
+        try:
+            self.first_update[pid] = worker.tmp.last_update()
+        except (AttributeError, OSError, ValueError):
+            pass
+
+    def _has_booted(self, pid: int, worker: Any) -> bool:
+        """A worker has booted once it notified the master (its first ``notify()``
+        comes from the serving loop, after its servers started)."""
+        if pid in self.booted:
+            return True
+        try:
+            if worker.tmp.last_update() != self.first_update.get(pid):
+                self.booted.add(pid)
+                return True
+        except (AttributeError, OSError, ValueError):
+            pass
+        return False
+
+    @staticmethod
+    def _slot_text(slot: Slot | None) -> str:
+        return f" on slot {slot.number}" if slot is not None else ""
+
+    def on_reaped(self, pid: int, status: int) -> None:
+        """Gunicorn just reaped ``pid``; may run inside a signal handler (20.1 to 23)."""
+        worker = self.arbiter.WORKERS.get(pid)
+        if worker is None:
+            return
+        booted = self._has_booted(pid, worker)
+        kind = classify(status, asked=pid in self.leaving,
+                        aborted=bool(getattr(worker, "aborted", False)), booted=booted)
+        cause = describe_status(status) + ("" if booted else " before it booted")
+        slot = self.assignment.get(pid)
+        self.first_update.pop(pid, None)
+        self.booted.discard(pid)
+        counted = kind is ExitKind.CRASH or (
+            kind is ExitKind.TIMEOUT and self.settings.count_timeouts)
+        if not counted:
+            self.log.debug("worker %s%s %s (%s): not a crash", pid, self._slot_text(slot),
+                           cause, kind.value)
+            return
+        if kind is ExitKind.TIMEOUT:
+            cause = f"timed out ({cause})"
+        now = time.monotonic()
+        self.crashes.record(Crash(now, pid, cause))
+        self._metric("gunicorn.prefork.crashes")
+        recent = len(self.crashes.recent(now))
+        self.log.warning("worker %s%s crashed: %s; %d crash(es) %s, "
+                         "prefork_recover_threshold = %d", pid, self._slot_text(slot), cause,
+                         recent, self._window_text(), self.crashes.threshold)
+        self.replacements.append(
+            _Replacement(slot, worker, now + self.settings.recover_interval))
+        if self.crashes.over(now):
+            self.halt_pending = True
+
+    def _window_text(self) -> str:
+        window = self.settings.recover_window
+        return f"within {window:g}s" if window > 0 else "since start"
+
+    def halt_if_over_threshold(self) -> None:
+        """From the main loop, before workers are managed: the one place that halts."""
+        if not self.halt_pending:
+            return
+        self.halt_pending = False
+        now = time.monotonic()
+        self.log.error("%s", self.crashes.halt_message(now))
+        raise HaltServer("too many worker crashes (prefork_recover_threshold)",
+                         EXIT_OVER_RECOVERY)
+
+    def check_ready(self) -> None:
+        """Fire ``prefork_on_ready`` once, when all initial workers are serving."""
+        if self.ready:
+            return
+        workers = self.arbiter.WORKERS
+        if len(workers) < self.arbiter.num_workers:
+            return
+        if not all(self._has_booted(pid, worker) for pid, worker in workers.items()):
+            return
+        self.ready = True
+        self.log.info("all %d workers are serving", len(workers))
+        self._call_hook("prefork_on_ready", self.settings.on_ready, self.arbiter,
+                        list(workers.values()))
+
+    # -- hooks and metrics ------------------------------------------------------------
+
+    def _call_hook(self, name: str, hook: Callable[..., object] | None, *args: Any) -> None:
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except Exception as exc:  # a user's hook must not take the master down
+            self.log.error("%s raised %s: %s", name, type(exc).__name__, exc)
+
+    def _metric(self, name: str) -> None:
+        """Count ``name`` on statsd when Gunicorn's statsd logger is active."""
+        increment = getattr(self.arbiter.log, "increment", None)
+        if callable(increment):
+            increment(name, 1)

@@ -24,7 +24,8 @@ class LoggerLike(Protocol):
     def error(self, msg: str, *args: object) -> None: ...
 
 
-def _import_path(path: str) -> object:
+def import_path(path: str) -> object:
+    """``package.module.name`` or ``package.module:name`` to the object it names."""
     module_name, sep, attr = path.strip().replace(":", ".").rpartition(".")
     if not sep or not module_name or not attr:
         raise ValueError(f"{path!r} is not a dotted path like 'package.module.logger'")
@@ -40,7 +41,7 @@ def _import_path(path: str) -> object:
 
 def resolve_logger(value: object) -> LoggerLike:
     """Turn a ``prefork_logger`` value (object or dotted path) into a logger."""
-    target = _import_path(value) if isinstance(value, str) else value
+    target = import_path(value) if isinstance(value, str) else value
     missing = [name for name in _METHODS if not callable(getattr(target, name, None))]
     if missing:
         raise ValueError(f"a logger needs callable {'/'.join(_METHODS)}; "

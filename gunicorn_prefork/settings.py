@@ -26,7 +26,7 @@ from typing import Any
 from gunicorn.config import Setting
 
 from .errors import SettingError
-from .plugin_log import LoggerLike, resolve_logger
+from .plugin_log import LoggerLike, import_path, resolve_logger
 
 ENV_PREFIX = "GUNICORN_PREFORK_"
 
@@ -44,6 +44,8 @@ class PreforkSettings:
     recover_interval: float = 0.0
     count_timeouts: bool = False
     logger: LoggerLike | None = None
+    on_ready: Callable[..., object] | None = None
+    on_recover: Callable[..., object] | None = None
 
 
 def _parse_bool(value: object) -> bool:
@@ -86,6 +88,15 @@ def _parse_logger(value: object) -> LoggerLike | None:
     return resolve_logger(value)
 
 
+def _parse_hook(value: object) -> Callable[..., object] | None:
+    if value is None:
+        return None
+    target = import_path(value) if isinstance(value, str) else value
+    if not callable(target):
+        raise ValueError("expected a function (or a dotted path to one)")
+    return target
+
+
 @dataclass(frozen=True)
 class _Spec:
     name: str
@@ -117,6 +128,11 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("prefork_logger", _parse_logger,
           "Logger for the plugin's messages: an object with debug/info/warning/error "
           "or a dotted import path; None = Gunicorn's error log."),
+    _Spec("prefork_on_ready", _parse_hook,
+          "Called as on_ready(server, workers) once all initial workers are serving."),
+    _Spec("prefork_on_recover", _parse_hook,
+          "Called as on_recover(server, old_worker, new_worker) after a crashed worker "
+          "was replaced."),
 )
 
 _MISSING = object()

@@ -91,6 +91,8 @@ def request(host: str, port: int, path: str = "/", timeout: float = 5.0,
             chunks.append(chunk)
     finally:
         conn.close()
+    if not chunks:
+        raise ConnectionAbortedError("connection closed without a response")
     head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])

@@ -24,3 +24,12 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
                               ("Content-Length", str(len(body))),
                               ("X-Worker-Pid", str(os.getpid()))])
     return [body]
+
+
+def blocking_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """``/block?S`` holds the gevent hub for S seconds: the worker stops notifying."""
+    if environ.get("PATH_INFO") == "/block":
+        end = time.monotonic() + float(environ.get("QUERY_STRING") or 5)
+        while time.monotonic() < end:
+            pass
+    return app(environ, start_response)

@@ -53,6 +53,11 @@ def test_ttou_removes_a_listener_and_nothing_hangs(tmp_path: Path) -> None:
         counts = spread("127.0.0.1", port, 1000)
         assert sum(counts.values()) == 1000 and len(counts) == 2
         assert "retired slot" in server.log()
+        server.signal(signal.SIGTTIN)
+        server.wait_serving(port, 3)
+        server.signal(signal.SIGTERM)
+        assert server.wait_exit(20) == 0, server.log()
+        assert "Traceback" not in server.log()
 
 
 def test_usr2_new_master_adopts_the_slots(tmp_path: Path) -> None:
