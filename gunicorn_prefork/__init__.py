@@ -7,13 +7,22 @@ SO_REUSEPORT listening socket, owned and kept by the master.
 from __future__ import annotations
 
 from .child import is_child
-from .errors import EXIT_STARTUP_ERROR, PreforkError, SettingError, StartupError
+from .errors import (
+    EXIT_OVER_RECOVERY,
+    EXIT_STARTUP_ERROR,
+    OverRecoveryError,
+    PreforkError,
+    SettingError,
+    StartupError,
+)
 from .plugin_log import LoggerLike
 from .worker import Worker
 
 __all__ = [
+    "EXIT_OVER_RECOVERY",
     "EXIT_STARTUP_ERROR",
     "LoggerLike",
+    "OverRecoveryError",
     "PreforkError",
     "SettingError",
     "StartupError",

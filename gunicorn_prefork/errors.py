@@ -10,6 +10,11 @@ from __future__ import annotations
 #: (port in use, a ``unix:`` bind with reuseport, no SO_REUSEPORT on this platform).
 EXIT_STARTUP_ERROR = 1
 
+#: Workers crashed more than ``prefork_recover_threshold`` times within the window
+#: (fasthttp's ``ErrOverRecovery``). Not Gunicorn's 1, 3 or 4: put it in systemd's
+#: ``RestartPreventExitStatus=`` to stop a restart loop there too.
+EXIT_OVER_RECOVERY = 5
+
 
 class PreforkError(Exception):
     """Base class of every error the plugin raises on purpose."""
@@ -27,3 +32,12 @@ class SettingError(PreforkError):
 
 class StartupError(PreforkError):
     """The listeners cannot be set up as configured; the message names the fix."""
+
+
+class OverRecoveryError(PreforkError):
+    """fasthttp's ``ErrOverRecovery``: workers crashed more often than allowed.
+
+    The master reports it as one error line and exits with :data:`EXIT_OVER_RECOVERY`.
+    """
+
+    exit_status = EXIT_OVER_RECOVERY

@@ -31,9 +31,9 @@ from gunicorn.errors import HaltServer
 
 from . import settings as settings_mod
 from .child import mark_child
-from .errors import EXIT_STARTUP_ERROR, PreforkError
+from .errors import EXIT_STARTUP_ERROR, OverRecoveryError, PreforkError
 from .plugin_log import PluginLog
-from .recovery import EXIT_OVER_RECOVERY, Crash, CrashCounter, ExitKind, classify, describe_status
+from .recovery import Crash, CrashCounter, ExitKind, classify, describe_status
 from .settings import PreforkSettings
 from .slots import Slot, SlotTable, check_reuseport_possible
 
@@ -312,10 +312,10 @@ class Master:
         if not self.halt_pending:
             return
         self.halt_pending = False
-        now = time.monotonic()
-        self.log.error("%s", self.crashes.halt_message(now))
+        error = OverRecoveryError(self.crashes.halt_message(time.monotonic()))
+        self.log.error("%s", error)
         raise HaltServer("too many worker crashes (prefork_recover_threshold)",
-                         EXIT_OVER_RECOVERY)
+                         error.exit_status)
 
     def check_ready(self) -> None:
         """Fire ``prefork_on_ready`` once, when all initial workers are serving."""

@@ -25,9 +25,7 @@ import signal
 from collections import deque
 from dataclasses import dataclass
 
-#: The master's exit status when workers crashed too often (neither Gunicorn's 1, 3
-#: nor 4). Use it in systemd's ``RestartPreventExitStatus=`` to stop restart loops.
-EXIT_OVER_RECOVERY = 5
+from .errors import EXIT_OVER_RECOVERY
 
 
 class ExitKind(enum.Enum):
@@ -35,12 +33,6 @@ class ExitKind(enum.Enum):
     CLEAN = "clean exit"
     TIMEOUT = "timeout"
     CRASH = "crash"
-
-
-class OverRecoveryError(Exception):
-    """fasthttp's ``ErrOverRecovery``: workers crashed more often than allowed."""
-
-    exit_status = EXIT_OVER_RECOVERY
 
 
 def describe_status(status: int) -> str:

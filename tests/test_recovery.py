@@ -6,8 +6,8 @@ import signal
 
 import pytest
 
+from gunicorn_prefork.errors import EXIT_OVER_RECOVERY
 from gunicorn_prefork.recovery import (
-    EXIT_OVER_RECOVERY,
     Crash,
     CrashCounter,
     ExitKind,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gunicorn_prefork.recovery import EXIT_OVER_RECOVERY
+from gunicorn_prefork import EXIT_OVER_RECOVERY
 from tests.server import free_port, request, running, spread, wait_for
 
 PREFORK = 'worker_class = "gunicorn_prefork.Worker"\n'
@@ -208,3 +208,25 @@ def test_logger_dotted_path(tmp_path: Path) -> None:
         server.wait_serving(port, 2)
         wait_for(lambda: "all 2 workers are serving" in (tmp_path / "mine.log").read_text(),
                  what="plugin messages in the named logger")
+
+
+def test_crash_and_recovery_counters_reach_statsd(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as statsd:
+        statsd.bind(("127.0.0.1", 0))
+        statsd.settimeout(0.2)
+        port = free_port()
+        extra = f'statsd_host = "127.0.0.1:{statsd.getsockname()[1]}"\n'
+        with running(tmp_path, config=_config(port, 2, extra)) as server:
+            server.wait_serving(port, 2)
+            os.kill(min(server.worker_pids()), signal.SIGKILL)
+            received = b""
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and b"prefork.recoveries" not in received:
+                try:
+                    received += statsd.recv(65536) + b"\n"
+                except TimeoutError:
+                    pass
+    assert b"gunicorn.prefork.crashes:1|c" in received, received
+    assert b"gunicorn.prefork.recoveries:1|c" in received, received
