@@ -20,3 +20,7 @@ prefork_reuseport = True
 
 # Logger for the plugin's own messages: None = Gunicorn's error log.
 # prefork_logger = "logging.root"   # an object or a dotted path
+
+# Hooks (fasthttp OnMasterReady / OnChildRecover):
+# def prefork_on_ready(server, workers): ...            # all initial workers serving
+# def prefork_on_recover(server, old_worker, new_worker): ...  # crashed worker replaced
