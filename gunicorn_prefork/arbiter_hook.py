@@ -13,7 +13,8 @@ same names and signatures in every supported Gunicorn (20.1 to 27):
 ``Arbiter.spawn_worker``   give the new worker its slot's sockets only
 ``Arbiter.kill_worker``    remember which workers were asked to leave
 ``Arbiter.manage_workers`` halt past the recovery threshold (main loop only);
-                           retire slots nobody will serve; fire ``prefork_on_ready``
+                           drain slots before their workers stop, retire them
+                           after; steer; fire ``prefork_on_ready``
 ``os.waitpid`` as seen     classify each reaped worker's exit status (Gunicorn's
   by ``gunicorn.arbiter``  ``child_exit`` hook is not given it)
 fork (child side)          close the other slots' descriptors, mark the child
@@ -109,9 +110,11 @@ def _manage_workers(original: Callable[..., Any]) -> Callable[..., Any]:
         master = _ours(self)
         if master is not None:
             master.halt_if_over_threshold()
+            master.settle_drained()
+            master.drain_surplus()
         result = original(self)
         if master is not None:
-            master.retire_surplus()
+            master.settle_drained()
             master.check_ready()
         return result
     return manage_workers

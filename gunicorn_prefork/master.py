@@ -8,7 +8,14 @@ Slot assignment: a new worker takes the slot with the fewest *staying* workers (
 and not asked to leave), lowest number first. A replacement thus lands on the slot
 its predecessor left, and on HUP each slot gets one new worker while the old one
 finishes. When there are more slots than ``num_workers`` (TTOU, fewer workers after
-HUP), slots whose workers are all leaving are retired.
+HUP), the slots of the workers Gunicorn is about to stop are drained first (new
+connections steered away while their workers still accept, for ``DRAIN_SECONDS``),
+then closed once those workers are gone.
+
+Steering (see :mod:`gunicorn_prefork.steering`): new connections go only to slots
+with a booted worker that is staying, so a slot whose worker crashed, or that drains,
+is skipped until it serves again; with every slot serving (or none) the kernel's
+plain hash applies.
 
 Recovery (see :mod:`gunicorn_prefork.recovery`): every reaped worker is classified;
 crashes are counted and, past the threshold, the master halts from the main loop
@@ -30,6 +37,7 @@ from typing import Any
 from gunicorn.errors import HaltServer
 
 from . import settings as settings_mod
+from . import steering
 from .child import mark_child
 from .errors import EXIT_STARTUP_ERROR, OverRecoveryError, PreforkError
 from .plugin_log import PluginLog
@@ -40,6 +48,11 @@ from .slots import Slot, SlotTable, check_reuseport_possible
 #: Signals with which the master tells a worker to go (stop, reload, TTOU, timeout).
 LEAVE_SIGNALS = frozenset({signal.SIGTERM, signal.SIGQUIT, signal.SIGINT,
                            signal.SIGKILL, signal.SIGABRT})
+
+#: How long a slot about to close keeps its worker accepting after new connections
+#: are steered away: handshakes already in flight land in its queue and are served.
+#: The master waits this long, once per TTOU (or smaller HUP), before stopping workers.
+DRAIN_SECONDS = 0.3
 
 
 def fail_startup(log: Any, cfg: Any, error: PreforkError) -> None:
@@ -81,6 +94,8 @@ class Master:
         self.booted: set[int] = set()
         self.halt_pending = False
         self.ready = False
+        self.draining: set[Slot] = set()
+        self.steered: tuple[int, ...] | None = None
 
     # -- configuration -------------------------------------------------------------
 
@@ -169,7 +184,8 @@ class Master:
         for slot in self._staying().values():
             if id(slot) in load:
                 load[id(slot)] += 1
-        return min(self.table.slots, key=lambda slot: load[id(slot)])
+        open_slots = [slot for slot in self.table.slots if slot not in self.draining]
+        return min(open_slots or self.table.slots, key=lambda slot: load[id(slot)])
 
     def spawn(self, spawn_worker: Callable[[], Any]) -> Any:
         """Run Gunicorn's ``spawn_worker`` with the chosen slot as the worker's sockets."""
@@ -231,20 +247,97 @@ class Master:
         if sig in LEAVE_SIGNALS:
             self.leaving.add(pid)
 
-    def retire_surplus(self) -> None:
-        """Close slots beyond ``num_workers`` once no staying worker serves them."""
-        table = self.table
-        if table is None or len(table.slots) <= self.arbiter.num_workers:
+    def drain_surplus(self) -> None:
+        """Before Gunicorn stops surplus workers (TTOU, fewer workers after HUP).
+
+        Gunicorn stops the oldest workers beyond ``num_workers``. Slots left with no
+        staying worker by that are steered away from while their workers still
+        accept; after :data:`DRAIN_SECONDS` Gunicorn's SIGTERM goes out.
+        """
+        table, arbiter = self.table, self.arbiter
+        if table is None:
             return
-        served = {id(slot) for slot in self._staying().values()}
-        for slot in reversed(list(table.slots)):
-            if len(table.slots) <= self.arbiter.num_workers:
-                break
-            if id(slot) not in served:
+        surplus = len(arbiter.WORKERS) - arbiter.num_workers
+        to_retire = len(table.slots) - arbiter.num_workers - len(self.draining)
+        if surplus <= 0 or to_retire <= 0:
+            return
+        by_age = sorted(arbiter.WORKERS.items(), key=lambda item: item[1].age)
+        victims = {pid for pid, _ in by_age[:surplus]}
+        staying = self._staying()
+        kept = {id(slot) for pid, slot in staying.items() if pid not in victims}
+        victim_slots = {id(staying[pid]) for pid in victims if pid in staying}
+        candidates = [slot for slot in table.slots
+                      if id(slot) not in kept and slot not in self.draining]
+        # a victim's slot first: its worker accepts while the slot drains
+        candidates.sort(key=lambda slot: id(slot) not in victim_slots)
+        chosen = candidates[:to_retire]
+        if not chosen:
+            return
+        self.draining.update(chosen)
+        self.steer()
+        self.log.info("draining slot(s) %s for %.1fs before their workers stop",
+                      ", ".join(str(slot.number) for slot in chosen), DRAIN_SECONDS)
+        time.sleep(DRAIN_SECONDS)
+
+    def settle_drained(self) -> None:
+        """Close drained slots no worker holds any more; keep them if workers were
+        added back meanwhile (TTOU then TTIN). Runs before and after Gunicorn
+        manages its workers, so a new worker never doubles up on a busy slot."""
+        table = self.table
+        if table is None:
+            return
+        held = {id(slot) for pid, slot in self.assignment.items()
+                if pid in self.arbiter.WORKERS}
+        for slot in [slot for slot in table.slots if slot in self.draining]:
+            if id(slot) in held:
+                continue
+            self.draining.discard(slot)
+            if len(table.slots) > self.arbiter.num_workers:
                 table.retire(slot)
                 self._sync_listeners()
                 self.log.info("retired slot %d; %d listener(s) per bind remain",
                               slot.number, len(table.slots))
+            else:
+                self.log.info("slot %d is kept for a new worker", slot.number)
+        self.steer()
+
+    # -- steering -------------------------------------------------------------------
+
+    def _serving(self, gone: int | None = None) -> set[int]:
+        """Slots (by id) with a booted worker that is staying."""
+        workers = self.arbiter.WORKERS
+        return {id(slot) for pid, slot in self._staying().items()
+                if pid != gone and pid in workers and self._has_booted(pid, workers[pid])}
+
+    def steer(self, gone: int | None = None) -> None:
+        """New connections only to serving slots; plain hashing when all (or none) serve."""
+        table = self.table
+        if table is None or not table.slots:
+            return
+        serving = self._serving(gone)
+        allowed = tuple(index for index, slot in enumerate(table.slots)
+                        if id(slot) in serving and slot not in self.draining)
+        if len(allowed) in (0, len(table.slots)):
+            allowed = ()
+        if allowed == self.steered:
+            return
+        try:
+            for listener in table.slots[0].sockets:
+                if listener.sock is None:
+                    return
+                if allowed:
+                    steering.attach(listener.sock, allowed)
+                else:
+                    steering.detach(listener.sock)
+        except OSError as exc:
+            self.log.warning("cannot steer connections (%s); the kernel's hash applies", exc)
+            return
+        self.steered = allowed
+        if allowed:
+            self.log.debug("new connections go to slot index(es) %s of %d",
+                           list(allowed), len(table.slots))
+        else:
+            self.log.debug("new connections spread over all %d slots", len(table.slots))
 
     # -- recovery ------------------------------------------------------------------
 
@@ -283,6 +376,7 @@ class Master:
         slot = self.assignment.get(pid)
         self.first_update.pop(pid, None)
         self.booted.discard(pid)
+        self.steer(gone=pid)
         counted = kind is ExitKind.CRASH or (
             kind is ExitKind.TIMEOUT and self.settings.count_timeouts)
         if not counted:

@@ -16,8 +16,13 @@ server's life (the nginx model):
 * on USR2 the new master adopts every slot socket, in order.
 
 Invariants: every slot has exactly one socket per bind, in bind order; all sockets
-of a bind share one resolved address; :meth:`SlotTable.listeners` lists them slot by
-slot, which is the order Gunicorn passes them on in ``GUNICORN_FD``.
+of a bind share one resolved address; ``slots`` is in the kernel's index order of
+every bind's SO_REUSEPORT group (the order of ``listen()``; a closed member's index
+is taken by the last one), which is what :mod:`gunicorn_prefork.steering` programs
+refer to; :meth:`SlotTable.listeners` lists the sockets slot by slot, the order
+Gunicorn passes them on in ``GUNICORN_FD`` (so a new master adopts the same order).
+A slot is only closed by the master once no worker holds it, so the master's close
+is the one that changes the kernel's order.
 """
 
 from __future__ import annotations
@@ -239,8 +244,12 @@ class SlotTable:
             self.add()
 
     def retire(self, slot: Slot) -> None:
-        """Drop a slot and close the master's copy of its sockets."""
-        self.slots.remove(slot)
+        """Close a slot no worker holds any more; the last slot takes its index,
+        as the kernel does in the SO_REUSEPORT group."""
+        index = self.slots.index(slot)
+        last = self.slots.pop()
+        if last is not slot:
+            self.slots[index] = last
         slot.close()
 
     def close(self) -> None:

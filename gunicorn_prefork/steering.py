@@ -1,0 +1,72 @@
+"""Steering new connections between the listeners of one SO_REUSEPORT group.
+
+A classic BPF program attached with ``SO_ATTACH_REUSEPORT_CBPF`` (no privileges
+needed; it applies to the whole group, whichever listening member attaches it) returns
+the *index* of the socket that gets each new connection. Indices follow the order in
+which the sockets started listening; when a member closes, the last one moves into
+its index (the slot table keeps the same order, see ``slots.SlotTable.retire``).
+
+The program here spreads connections by the packet's flow hash over the allowed
+indices only: ``A = rxhash; A %= n; return allowed[A]``. The master uses it to keep
+new connections away from a slot that has no serving worker (a crashed worker whose
+replacement is still booting) or that is being drained before it closes (TTOU).
+An index the kernel does not know falls back to its own hash, so a stale program
+never drops a connection.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import socket
+import struct
+from collections.abc import Sequence
+
+SO_ATTACH_REUSEPORT_CBPF = 51
+SO_DETACH_REUSEPORT_BPF = 68
+
+# classic BPF opcodes (linux/filter.h)
+_LD_W_ABS = 0x20     # BPF_LD | BPF_W | BPF_ABS
+_ALU_MOD_K = 0x94    # BPF_ALU | BPF_MOD | BPF_K
+_JMP_JEQ_K = 0x15    # BPF_JMP | BPF_JEQ | BPF_K
+_RET_K = 0x06        # BPF_RET | BPF_K
+_RET_A = 0x16        # BPF_RET | BPF_A
+_SKF_AD_RXHASH = (-0x1000 + 32) & 0xFFFFFFFF  # SKF_AD_OFF + SKF_AD_RXHASH
+
+MAX_INDICES = 2000   # 2 instructions each, within cBPF's 4096-instruction limit
+
+Instruction = tuple[int, int, int, int]
+
+
+def program(allowed: Sequence[int]) -> list[Instruction]:
+    """The cBPF program that spreads new connections over ``allowed`` indices."""
+    if not allowed:
+        raise ValueError("at least one index must be allowed")
+    if len(allowed) > MAX_INDICES:
+        raise ValueError(f"at most {MAX_INDICES} indices")
+    code: list[Instruction] = [(_LD_W_ABS, 0, 0, _SKF_AD_RXHASH),
+                               (_ALU_MOD_K, 0, 0, len(allowed))]
+    if list(allowed) == list(range(len(allowed))):
+        return [*code, (_RET_A, 0, 0, 0)]
+    for position, index in enumerate(allowed[:-1]):
+        code.append((_JMP_JEQ_K, 0, 1, position))   # A == position ? next : skip the ret
+        code.append((_RET_K, 0, 0, index))
+    code.append((_RET_K, 0, 0, allowed[-1]))
+    return code
+
+
+def attach(sock: socket.socket, allowed: Sequence[int]) -> None:
+    """Attach the program for ``allowed`` to the group ``sock`` listens in."""
+    code = program(allowed)
+    filters = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in code))
+    fprog = struct.pack("HL", len(code), ctypes.addressof(filters))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
+
+
+def detach(sock: socket.socket) -> None:
+    """Back to the kernel's plain hashing over every listener of the group."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, 0)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:  # no program attached: nothing to do
+            raise

@@ -1,0 +1,128 @@
+"""A bounded HTTP load on 127.0.0.1 that counts every way a request can be lost.
+
+Each client thread sends requests back to back, on a new connection each time
+(``keepalive=False``) or on one persistent HTTP/1.1 connection (``keepalive=True``,
+reconnecting only when the server says ``Connection: close``). Outcomes:
+
+* ``served``: a complete response;
+* ``refused``: the connection attempt was refused (nobody listening);
+* ``reset``: the connection was reset (e.g. a listener closed with it queued);
+* ``no_response``: the connection closed, or timed out, before a full response.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LoadResult:
+    counts: Counter[str] = field(default_factory=Counter)
+    workers: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def lost(self) -> int:
+        return self.counts["refused"] + self.counts["reset"] + self.counts["no_response"]
+
+    def __str__(self) -> str:
+        return (f"served={self.counts['served']} refused={self.counts['refused']} "
+                f"reset={self.counts['reset']} no_response={self.counts['no_response']} "
+                f"workers={len(self.workers)} first errors={self.errors[:3]}")
+
+
+def _read_response(conn: socket.socket, buffer: bytes) -> tuple[dict[str, str], bytes]:
+    """One response (headers + Content-Length body); returns headers and leftover bytes."""
+    while b"\r\n\r\n" not in buffer:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise EOFError("closed before the response headers")
+        buffer += chunk
+    head, _, rest = buffer.partition(b"\r\n\r\n")
+    headers = {}
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    while len(rest) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise EOFError("closed in the middle of the body")
+        rest += chunk
+    return headers, rest[length:]
+
+
+class Load:
+    """``concurrency`` client threads until :meth:`stop` (or ``max_seconds``)."""
+
+    def __init__(self, port: int, concurrency: int = 16, keepalive: bool = False,
+                 path: str = "/", host: str = "127.0.0.1", max_seconds: float = 60.0,
+                 timeout: float = 10.0) -> None:
+        self.address = (host, port)
+        self.concurrency = concurrency
+        self.keepalive = keepalive
+        self.request = (f"GET {path} HTTP/1.1\r\nHost: test\r\n"
+                        + ("" if keepalive else "Connection: close\r\n") + "\r\n").encode()
+        self.deadline = time.monotonic() + max_seconds
+        self.timeout = timeout
+        self.result = LoadResult()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, daemon=True)
+                         for _ in range(concurrency)]
+
+    def start(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> LoadResult:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(self.timeout + 5)
+        return self.result
+
+    def _count(self, outcome: str, detail: str = "", worker: str = "") -> None:
+        with self._lock:
+            self.result.counts[outcome] += 1
+            if worker:
+                self.result.workers[worker] += 1
+            if detail and len(self.result.errors) < 20:
+                self.result.errors.append(f"{outcome}: {detail}")
+
+    def _running(self) -> bool:
+        return not self._stop.is_set() and time.monotonic() < self.deadline
+
+    def _client(self) -> None:
+        conn: socket.socket | None = None
+        buffer = b""
+        while self._running():
+            fresh = conn is None
+            try:
+                if conn is None:
+                    conn = socket.create_connection(self.address, timeout=self.timeout)
+                    buffer = b""
+                conn.sendall(self.request)
+                headers, buffer = _read_response(conn, buffer)
+            except ConnectionRefusedError as exc:
+                self._count("refused", str(exc))
+                conn = None
+                time.sleep(0.01)
+                continue
+            except (ConnectionResetError, BrokenPipeError) as exc:
+                self._count("reset", f"{'new' if fresh else 'reused'} connection: {exc}")
+            except (EOFError, TimeoutError, OSError) as exc:
+                self._count("no_response", f"{'new' if fresh else 'reused'} connection: {exc}")
+            else:
+                self._count("served", worker=headers.get("x-worker-pid", ""))
+                if self.keepalive and headers.get("connection", "").lower() != "close":
+                    continue
+            if conn is not None:
+                conn.close()
+            conn = None
+        if conn is not None:
+            conn.close()
