@@ -29,6 +29,10 @@ variants rotates from one repeat to the next, so slow phases of a noisy machine 
 all of them. Each run starts the server with the console script next to ``sys.executable``
 on a fresh port, waits until every worker answers, runs wrk, then measures and stops the
 server (TERM to the master, a bounded wait, then SIGKILL to its process group).
+"Waits until every worker answers" means: every worker has answered ``/__count`` on a fresh
+connection, then ``--settle`` seconds (2 by default) pass, so that keep-alive connections
+are not opened while the server is still booting: wrk keeps its connections for the
+whole run, so where they land at the start decides the spread.
 
 Measured per run:
 
@@ -44,7 +48,12 @@ Measured per run:
 
 Printed: a markdown table, per workload and variant, of the median and min-max over the
 repeats. Written: every run's raw numbers as JSON (``--json``, by default
-``benchmarks/results/seed-<timestamp>.json``).
+``benchmarks/results/seed-<timestamp>.json``) and the servers' logs (level info) in a
+directory next to it, ``<json name>-logs/``.
+
+Caveat: wrk counts a timeout only when a late response arrives, so connections that never
+get an answer appear nowhere in its output; compare wrk's request total with the workers'
+counts (JSON) and look for a worker with 0 requests (max/min ``inf``).
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ import datetime as dt
 import importlib.metadata
 import importlib.util
 import json
+import math
 import os
 import platform
 import re
@@ -65,11 +75,11 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 APPS_DIR = HERE / "apps"
@@ -131,6 +141,8 @@ class Run:
     cpu_us_per_req: float | None = None
     other_load_pct: float | None = None
     cpu_accounting: dict[str, float] = field(default_factory=dict)
+    worker_pids_before: list[int] = field(default_factory=list)
+    worker_pids_after: list[int] = field(default_factory=list)
     loadavg_before: str = ""
     ratio: float | None = None
 
@@ -141,7 +153,7 @@ class Run:
 def _gunicorn(args: argparse.Namespace, workload: Workload, port: int,
               *options: str) -> list[str]:
     return [str(Path(sys.executable).parent / "gunicorn"), *options, "-w", str(args.workers),
-            "-b", f"{HOST}:{port}", "--log-level", "warning", "--graceful-timeout", "5",
+            "-b", f"{HOST}:{port}", "--log-level", "info", "--graceful-timeout", "5",
             f"seed_apps:{workload.app}"]
 
 
@@ -381,6 +393,7 @@ def run_once(args: argparse.Namespace, variant: Variant, workload: Workload, rep
     try:
         with server(command, log_path) as proc:
             wait_ready(proc, port, args.workers, log_path)
+            time.sleep(args.settle)
             workers = children(proc.pid)
             cpu_before = {pid: cpu_seconds(pid) for pid in workers}
             master_before = cpu_seconds(proc.pid)
@@ -392,6 +405,7 @@ def run_once(args: argparse.Namespace, variant: Variant, workload: Workload, rep
             sys_after = system_cpu()
             # Right after the run, before anything else touches the workers.
             workers_after = children(proc.pid)
+            run.worker_pids_before, run.worker_pids_after = workers, workers_after
             run.worker_rss_mib = {str(pid): rss for pid in workers_after
                                   if (rss := rss_mib(pid)) is not None}
             worker_cpu = sum(cpu_seconds(pid) - cpu_before.get(pid, 0.0)
@@ -406,8 +420,9 @@ def run_once(args: argparse.Namespace, variant: Variant, workload: Workload, rep
                 raise RuntimeError(f"cannot parse wrk output:\n{done.stdout}")
             counts = collect_counts(port, args.workers, deadline_s=15.0)
             run.per_worker = counts
-            if len(counts) >= args.workers and min(counts.values()) > 0:
-                run.per_worker_ratio = max(counts.values()) / min(counts.values())
+            if len(counts) >= args.workers:
+                low, high = min(counts.values()), max(counts.values())
+                run.per_worker_ratio = high / low if low else math.inf
             # Keep only the processes that served (granian may have other children).
             served = [rss for pid, rss in run.worker_rss_mib.items() if pid in counts]
             rss_values = served or list(run.worker_rss_mib.values())
@@ -457,7 +472,18 @@ def _fmt_int(value: float) -> str:
 
 
 def _fmt_ratio(value: float) -> str:
-    return f"{value:.2f}"
+    return "inf" if math.isinf(value) else f"{value:.2f}"
+
+
+def _finite(value: Any) -> Any:
+    """For JSON: infinities (a worker that served nothing) become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _fmt_pct(value: float) -> str:
@@ -514,6 +540,18 @@ def table(runs: list[Run], variants: Sequence[Variant], workloads: Sequence[Work
 # --- main ---------------------------------------------------------------------------------
 
 
+def _source_state() -> dict[str, str]:
+    """The commit of the checkout measured, and whether the package had local changes."""
+    def git(*argv: str) -> str:
+        try:
+            return subprocess.run(["git", *argv], cwd=HERE.parent, capture_output=True,
+                                  text=True, check=False, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+    return {"commit": git("rev-parse", "HEAD"),
+            "changes": git("status", "--porcelain", "--", "gunicorn_prefork")}
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=(__doc__ or "").splitlines()[0],
@@ -530,6 +568,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hello-conns", type=int, default=64)
     parser.add_argument("--granian-blocking-threads", type=int, default=0,
                         help="passed as granian --blocking-threads when > 0")
+    parser.add_argument("--settle", type=float, default=2.0,
+                        help="seconds between every worker answering and the wrk run "
+                             "(default 2)")
     parser.add_argument("--wrk", default="wrk", help="wrk executable")
     parser.add_argument("--json", type=Path, default=None,
                         help="raw results (default benchmarks/results/seed-<timestamp>.json)")
@@ -564,27 +605,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = args.repeats * len(workloads) * len(variants)
     print(f"{total} runs of {args.duration}s ({args.workers} workers, wrk -t{args.threads}); "
           f"skipped: {skipped or 'none'}", file=sys.stderr)
+    logs = json_path.with_name(json_path.stem + "-logs")
+    logs.mkdir(parents=True, exist_ok=True)
     runs: list[Run] = []
-    with tempfile.TemporaryDirectory(prefix="seed-bench-") as tmp:
-        done = 0
-        for repeat in range(1, args.repeats + 1):
-            shift = (repeat - 1) % len(variants)
-            order = variants[shift:] + variants[:shift]
-            for workload in workloads:
-                for variant in order:
-                    done += 1
-                    run = run_once(args, variant, workload, repeat, Path(tmp))
-                    runs.append(run)
-                    if run.wrk is not None:
-                        summary = (f"{run.wrk.rps:,.0f} req/s, p99 "
-                                   f"{(run.wrk.p99_ms or 0):.1f} ms, "
-                                   f"workers {sorted(run.per_worker.values())}, "
-                                   f"other load {_fmt_pct(run.other_load_pct or 0)}")
-                    else:
-                        summary = f"FAILED: {run.error}"
-                    print(f"[{done}/{total}] r{repeat} {workload.name} {variant.name}: {summary}",
-                          file=sys.stderr)
-                    time.sleep(1.0)  # let the closed connections and the old server settle
+    done = 0
+    for repeat in range(1, args.repeats + 1):
+        shift = (repeat - 1) % len(variants)
+        order = variants[shift:] + variants[:shift]
+        for workload in workloads:
+            for variant in order:
+                done += 1
+                run = run_once(args, variant, workload, repeat, logs)
+                runs.append(run)
+                if run.wrk is not None:
+                    summary = (f"{run.wrk.rps:,.0f} req/s, p99 "
+                               f"{(run.wrk.p99_ms or 0):.1f} ms, "
+                               f"workers {sorted(run.per_worker.values())}, "
+                               f"other load {_fmt_pct(run.other_load_pct or 0)}")
+                    if run.worker_pids_before != run.worker_pids_after:
+                        summary += (f"; WORKERS CHANGED {run.worker_pids_before} -> "
+                                    f"{run.worker_pids_after}")
+                else:
+                    summary = f"FAILED: {run.error}"
+                print(f"[{done}/{total}] r{repeat} {workload.name} {variant.name}: {summary}",
+                      file=sys.stderr)
+                time.sleep(1.0)  # let the closed connections and the old server settle
 
     add_ratios(runs, all_workloads)
     print(table(runs, variants, workloads))
@@ -594,7 +639,6 @@ def main(argv: Sequence[str] | None = None) -> int:
           "req/s / gevent's in the same repeat; other load = CPU of other processes, % of "
           f"all {os.cpu_count()} cores")
 
-    json_path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "argv": sys.argv, "args": {k: str(v) for k, v in vars(args).items()},
         "python": sys.version, "platform": platform.platform(), "cpus": os.cpu_count(),
@@ -602,10 +646,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gevent": importlib.metadata.version("gevent"),
         "wrk_headers": WRK_HEADERS, "skipped": skipped,
         "variants": {v.name: v.label for v in variants},
+        "source": _source_state(),
     }
-    json_path.write_text(json.dumps({"meta": meta, "runs": [asdict(r) for r in runs]},
-                                    indent=1) + "\n")
-    print(f"\nraw results: {json_path}")
+    json_path.write_text(json.dumps(_finite({"meta": meta, "runs": [asdict(r) for r in runs]}),
+                                    indent=1, allow_nan=False) + "\n")
+    print(f"\nraw results: {json_path}; server logs: {logs}/")
     return 1 if any(r.error for r in runs) else 0
 
 

@@ -12,10 +12,13 @@ HUP), the slots of the workers Gunicorn is about to stop are drained first (new
 connections steered away while their workers still accept, for ``DRAIN_SECONDS``),
 then closed once those workers are gone.
 
-Steering (see :mod:`gunicorn_prefork.steering`): new connections go only to slots
-with a booted worker that is staying, so a slot whose worker crashed, or that drains,
-is skipped until it serves again; with every slot serving (or none) the kernel's
-plain hash applies.
+Steering (see :mod:`gunicorn_prefork.steering`): a slot whose worker exited (a
+crash, ``max_requests``) is skipped by new connections until its replacement has
+booted, so nobody waits for a worker that is not there; so is a slot that drains.
+Slots of workers starting for the first time (start-up, HUP, TTIN) are not skipped:
+steering them away until each booted would hand every early connection, keep-alive
+ones for good, to whichever worker booted first. With every slot serving (or none)
+the kernel's plain hash applies.
 
 Recovery (see :mod:`gunicorn_prefork.recovery`): every reaped worker is classified;
 crashes are counted and, past the threshold, the master halts from the main loop
@@ -91,10 +94,15 @@ class Master:
                                     self.settings.recover_window)
         self.replacements: list[_Replacement] = []
         self.first_update: dict[int, float] = {}
+        #: replacements that wait (back-off) do not count as booted before this time
+        self.boot_after: dict[int, float] = {}
         self.booted: set[int] = set()
         self.halt_pending = False
         self.ready = False
         self.draining: set[Slot] = set()
+        #: slots whose worker exited, and replacements that must boot before traffic
+        self.vacated: set[Slot] = set()
+        self.awaiting_boot: set[int] = set()
         self.steered: tuple[int, ...] | None = None
 
     # -- configuration -------------------------------------------------------------
@@ -210,9 +218,14 @@ class Master:
             return pid
         worker = arbiter.WORKERS.get(pid)
         self._remember_first_update(pid, worker)
+        if replacement is not None and replacement.not_before > time.monotonic():
+            self.boot_after[pid] = replacement.not_before
         if slot is not None:
             self.assignment[pid] = slot
             self.log.debug("worker %s serves slot %d", pid, slot.number)
+            if slot in self.vacated:
+                self.vacated.discard(slot)
+                self.awaiting_boot.add(pid)
         if replacement is not None:
             self._recovered(replacement, worker)
         return pid
@@ -304,10 +317,18 @@ class Master:
     # -- steering -------------------------------------------------------------------
 
     def _serving(self, gone: int | None = None) -> set[int]:
-        """Slots (by id) with a booted worker that is staying."""
+        """Slots (by id) with a staying worker that serves, or soon will."""
         workers = self.arbiter.WORKERS
-        return {id(slot) for pid, slot in self._staying().items()
-                if pid != gone and pid in workers and self._has_booted(pid, workers[pid])}
+        serving = set()
+        for pid, slot in self._staying().items():
+            if pid == gone or pid not in workers:
+                continue
+            if pid in self.awaiting_boot:
+                if not self._has_booted(pid, workers[pid]):
+                    continue
+                self.awaiting_boot.discard(pid)
+            serving.add(id(slot))
+        return serving
 
     def steer(self, gone: int | None = None) -> None:
         """New connections only to serving slots; plain hashing when all (or none) serve."""
@@ -353,11 +374,17 @@ class Master:
         if pid in self.booted:
             return True
         try:
-            if worker.tmp.last_update() != self.first_update.get(pid):
-                self.booted.add(pid)
-                return True
+            update = worker.tmp.last_update()
         except (AttributeError, OSError, ValueError):
-            pass
+            return False
+        if time.monotonic() < self.boot_after.get(pid, 0.0):
+            # still waiting out its back-off (it notifies meanwhile): re-baseline
+            self.first_update[pid] = update
+            return False
+        if update != self.first_update.get(pid):
+            self.booted.add(pid)
+            self.boot_after.pop(pid, None)
+            return True
         return False
 
     @staticmethod
@@ -374,7 +401,13 @@ class Master:
                         aborted=bool(getattr(worker, "aborted", False)), booted=booted)
         cause = describe_status(status) + ("" if booted else " before it booted")
         slot = self.assignment.get(pid)
+        if slot is not None and not any(
+                other != pid and held is slot and other in self.arbiter.WORKERS
+                for other, held in self.assignment.items()):
+            self.vacated.add(slot)  # its replacement must boot before it gets traffic
+        self.awaiting_boot.discard(pid)
         self.first_update.pop(pid, None)
+        self.boot_after.pop(pid, None)
         self.booted.discard(pid)
         self.steer(gone=pid)
         counted = kind is ExitKind.CRASH or (

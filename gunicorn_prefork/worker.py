@@ -12,14 +12,64 @@ import signal
 import sys
 import time
 from types import FrameType
+from typing import Any
 
+import gevent
+from gevent.server import StreamServer
+from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 
 from . import arbiter_hook
 
+#: This worker process's servers, one per listening socket of its slot.
+_servers: list[StreamServer] = []
+
+#: A replacement waiting out its back-off stops notifying this long before it boots.
+QUIET_BEFORE_BOOT = 1.5
+
+#: Longest a quick shutdown (QUIT/INT) waits for requests already accepted.
+QUIT_GRACE_SECONDS = 1.0
+
+#: Most queued connections a closing server accepts before it closes its socket.
+CLOSE_ACCEPT_LIMIT = 1024
+
 
 def _leave(signum: int, frame: FrameType | None) -> None:
     sys.exit(0)
+
+
+class SlotServer(StreamServer):  # type: ignore[misc]
+    """gevent's StreamServer, closing without dropping what is already queued.
+
+    When a worker stops (HUP, ``max_requests``, TERM) it first accepts, without
+    waiting, the connections already queued on its socket and serves them; only then
+    is the socket closed. Where the master still holds the socket this is a courtesy;
+    where this worker holds the last reference (the whole server stopping) it keeps
+    those connections from being reset.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _servers.append(self)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.stop_accepting()
+            self.accept_queued()
+            # Let every handler spawned so far start: Gunicorn's first step is
+            # ``listener.getsockname()``, which fails once the socket is closed.
+            gevent.sleep(0)
+        super().close()
+
+    def accept_queued(self) -> None:
+        for _ in range(CLOSE_ACCEPT_LIMIT):
+            try:
+                accepted = self.do_read()
+            except OSError:
+                return
+            if not accepted:
+                return
+            self.do_handle(*accepted)
 
 
 class Worker(GeventWorker):  # type: ignore[misc]
@@ -36,6 +86,35 @@ class Worker(GeventWorker):  # type: ignore[misc]
     def setup(cls) -> None:
         """Called by Gunicorn in the master each time it loads the worker class."""
         arbiter_hook.install()
+
+    def run(self) -> None:
+        # Gunicorn's run() builds its servers from this module-level name.
+        ggevent.StreamServer = SlotServer
+        super().run()
+
+    def handle_quit(self, sig: int, frame: FrameType | None) -> None:
+        """Quick shutdown (QUIT, INT; the old master after USR2).
+
+        Gunicorn's gevent worker keeps accepting and exits 0.1 s later, cutting off
+        what it accepted meanwhile (on a busy machine, even short requests). Here the
+        worker stops accepting at once, so its queue stays with the socket for the
+        other holders, and exits as soon as the requests it already accepted are
+        answered, at most :data:`QUIT_GRACE_SECONDS` later.
+        """
+        for server in _servers:
+            if not server.closed:
+                server.stop_accepting()
+        gevent.spawn(self._quick_exit)
+
+    def _quick_exit(self) -> None:
+        self.alive = False
+        self.cfg.worker_int(self)
+        deadline = time.monotonic() + QUIT_GRACE_SECONDS
+        while time.monotonic() < deadline and any(
+                server.pool is not None and server.pool.free_count() != server.pool.size
+                for server in _servers):
+            gevent.sleep(0.01)
+        sys.exit(0)
 
     def init_process(self) -> None:
         self._wait_recover_interval()
@@ -58,5 +137,8 @@ class Worker(GeventWorker):  # type: ignore[misc]
                         self.pid, delay)
         deadline = time.monotonic() + delay
         while (left := deadline - time.monotonic()) > 0:
-            self.tmp.notify()
-            time.sleep(min(left, 1.0))
+            # Notify, but not in the last stretch: the master takes the first notify
+            # after the back-off for "booted and serving".
+            if left > QUIET_BEFORE_BOOT:
+                self.tmp.notify()
+            time.sleep(min(left, 0.5))

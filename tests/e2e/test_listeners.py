@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 from pathlib import Path
 
@@ -113,3 +114,24 @@ def test_shared_socket_mode_serves_unix_bind(tmp_path: Path) -> None:
         if out.returncode == 127:
             return
         assert out.stdout == "True"
+
+
+def test_connections_opened_while_workers_boot_spread_over_all(tmp_path: Path) -> None:
+    """Early keep-alive connections must not all stick to the first worker to boot."""
+    from tests.server import wait_for
+
+    port = free_port()
+    with running(tmp_path, config=PREFORK + f'bind = "127.0.0.1:{port}"\nworkers = 3\n'):
+        wait_for(lambda: request("127.0.0.1", port)[0] == 200, what="first response")
+        connections = []
+        for _ in range(60):
+            conn = socket.create_connection(("127.0.0.1", port), timeout=15)
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            connections.append(conn)
+        workers = set()
+        for conn in connections:
+            with conn:
+                head = conn.recv(65536).decode("latin-1")
+                workers.update(line.split(":", 1)[1].strip() for line in head.split("\r\n")
+                               if line.lower().startswith("x-worker-pid:"))
+    assert len(workers) == 3, workers

@@ -1,0 +1,175 @@
+"""Zero lost connections across the worker lifecycle, under load (issue: lifecycle).
+
+Each test runs a bounded load from tests/load.py against a real server while the
+event happens, then asserts that no client saw a refusal, a reset or a missing
+response. For SIGKILL only what the killed worker had already accepted may die.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.load import Load
+from tests.server import free_port, listeners, request, running, wait_for
+
+PREFORK = 'worker_class = "gunicorn_prefork.Worker"\n'
+MODES = [pytest.param(False, id="close"), pytest.param(True, id="keepalive")]
+
+
+def _config(port: int, workers: int = 3, extra: str = "") -> str:
+    return (PREFORK + f'bind = "127.0.0.1:{port}"\nworkers = {workers}\nloglevel = "info"\n'
+            "prefork_recover_threshold = 0\n" + extra)
+
+
+@pytest.mark.parametrize("keepalive", MODES)
+def test_max_requests_recycling(tmp_path: Path, keepalive: bool) -> None:
+    port = free_port()
+    extra = "max_requests = 200\nmax_requests_jitter = 50\n"
+    with running(tmp_path, config=_config(port, extra=extra)) as server:
+        server.wait_serving(port, 3)
+        load = Load(port, concurrency=16, keepalive=keepalive).start()
+        time.sleep(6)
+        result = load.stop()
+        assert server.log().count("Autorestarting worker") >= 3, "no recycling happened"
+    assert result.lost == 0, result
+    assert len(result.workers) > 3, result
+
+
+@pytest.mark.parametrize("keepalive", MODES)
+def test_hup(tmp_path: Path, keepalive: bool) -> None:
+    port = free_port()
+    with running(tmp_path, config=_config(port)) as server:
+        server.wait_serving(port, 3)
+        load = Load(port, concurrency=16, keepalive=keepalive).start()
+        for _ in range(3):
+            time.sleep(1.5)
+            server.signal(signal.SIGHUP)
+        time.sleep(2)
+        result = load.stop()
+    assert result.lost == 0, result
+    assert len(result.workers) >= 9, result
+
+
+@pytest.mark.parametrize("keepalive", MODES)
+def test_ttin_and_ttou(tmp_path: Path, keepalive: bool) -> None:
+    """A retired slot is drained (steered away, queue accepted) before it closes."""
+    port = free_port()
+    with running(tmp_path, config=_config(port)) as server:
+        server.wait_serving(port, 3)
+        load = Load(port, concurrency=24, keepalive=keepalive).start()
+        for sig in (signal.SIGTTOU, signal.SIGTTIN, signal.SIGTTOU, signal.SIGTTOU,
+                    signal.SIGTTIN):
+            time.sleep(1.2)
+            server.signal(sig)
+        time.sleep(1.5)
+        result = load.stop()
+        assert "retired slot" in server.log()
+        wait_for(lambda: listeners(port) == 2, what="2 slots in the end")
+    assert result.lost == 0, result
+
+
+@pytest.mark.parametrize("old_master_signal", [signal.SIGTERM, signal.SIGQUIT],
+                         ids=["TERM", "QUIT"])
+@pytest.mark.parametrize("keepalive", MODES)
+def test_usr2_then_stop_the_old_master(tmp_path: Path, keepalive: bool,
+                                       old_master_signal: int) -> None:
+    port = free_port()
+    with running(tmp_path, config=_config(port)) as server:
+        server.wait_serving(port, 3)
+        old_workers = server.worker_pids()
+        load = Load(port, concurrency=16, keepalive=keepalive).start()
+        time.sleep(1)
+        server.signal(signal.SIGUSR2)
+        wait_for(lambda: "adopted 3 slot(s)" in server.log(), what="new master")
+        new_master = (server.worker_pids() - old_workers).pop()
+        try:
+            wait_for(lambda: len(Path(f"/proc/{new_master}/task/{new_master}/children")
+                                 .read_text().split()) == 3, what="new workers")
+            time.sleep(1.5)
+            server.signal(old_master_signal)
+            assert server.wait_exit(15) == 0
+            time.sleep(1.5)
+            result = load.stop()
+            assert listeners(port) == 3
+        finally:
+            os.kill(new_master, signal.SIGTERM)
+            wait_for(lambda: listeners(port) == 0, what="new master stopped")
+    assert result.lost == 0, result
+    assert not set(result.workers) <= {str(pid) for pid in old_workers}, result
+
+
+def test_queued_connections_survive_a_killed_worker(tmp_path: Path) -> None:
+    """Connections queued on a dead worker's socket are served by its replacement.
+
+    The worker is stopped (SIGSTOP) so connections pile up in its slot's queue, then
+    killed: the master still holds the socket, the next worker on the slot accepts.
+    """
+    port = free_port()
+    with running(tmp_path, config=_config(port)) as server:
+        server.wait_serving(port, 3)
+        victim = min(server.worker_pids())
+        os.kill(victim, signal.SIGSTOP)
+        clients = []
+        for _ in range(60):
+            client = socket.create_connection(("127.0.0.1", port), timeout=15)
+            client.sendall(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
+            clients.append(client)
+        time.sleep(0.2)
+        os.kill(victim, signal.SIGKILL)
+        answered = 0
+        for client in clients:
+            with client:
+                try:
+                    data = client.recv(65536)
+                except OSError:
+                    data = b""
+                answered += data.startswith(b"HTTP/1.1 200") or data.startswith(b"HTTP/1.0 200")
+    assert answered == 60
+
+
+def test_sigkill_under_load_loses_only_what_the_worker_held(tmp_path: Path) -> None:
+    port = free_port()
+    concurrency = 16
+    with running(tmp_path, config=_config(port)) as server:
+        server.wait_serving(port, 3)
+        load = Load(port, concurrency=concurrency, keepalive=False).start()
+        time.sleep(1.5)
+        os.kill(min(server.worker_pids()), signal.SIGKILL)
+        time.sleep(2.5)
+        result = load.stop()
+    assert result.counts["refused"] == 0, result
+    assert result.lost <= concurrency, result  # at most the requests it had in hand
+
+
+def test_no_slow_lane_while_a_slot_has_no_worker(tmp_path: Path) -> None:
+    """While a crashed worker's replacement waits (back-off), new connections go to
+    the live slots: none waits for the missing worker."""
+    port = free_port()
+    with running(tmp_path, config=_config(port, extra="prefork_recover_interval = 6\n")
+                 ) as server:
+        server.wait_serving(port, 3)
+        os.kill(min(server.worker_pids()), signal.SIGKILL)
+        wait_for(lambda: "waits 6.0s before booting" in server.log(), what="back-off")
+        served = [request("127.0.0.1", port, timeout=4)[0] for _ in range(150)]
+    assert served == [200] * 150
+
+
+def test_term_completes_requests_in_flight(tmp_path: Path) -> None:
+    import concurrent.futures
+
+    port = free_port()
+    with running(tmp_path, config=_config(port)) as server:
+        server.wait_serving(port, 3)
+        with concurrent.futures.ThreadPoolExecutor(9) as pool:
+            slow = [pool.submit(request, "127.0.0.1", port, "/sleep", 10) for _ in range(9)]
+            time.sleep(0.3)
+            server.signal(signal.SIGTERM)
+            statuses = [future.result()[0] for future in slow]
+        assert server.wait_exit(15) == 0
+    assert statuses == [200] * 9
