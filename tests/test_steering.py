@@ -1,0 +1,79 @@
+"""The cBPF steering program, checked against the kernel with real sockets."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from gunicorn_prefork import steering
+
+
+def test_program_for_contiguous_indices_returns_the_hash_slot() -> None:
+    code = steering.program([0, 1, 2])
+    assert code[-1][0] == 0x16 and code[1] == (0x94, 0, 0, 3)
+
+
+def test_program_maps_positions_to_allowed_indices() -> None:
+    code = steering.program([0, 2, 5])
+    assert [insn[3] for insn in code if insn[0] == 0x06] == [0, 2, 5]
+    with pytest.raises(ValueError):
+        steering.program([])
+
+
+@pytest.fixture
+def group() -> Iterator[list[socket.socket]]:
+    members: list[socket.socket] = []
+    port = 0
+    for _ in range(3):
+        member = socket.socket()
+        member.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        member.bind(("127.0.0.1", port))
+        port = member.getsockname()[1]
+        member.listen(1024)
+        member.setblocking(False)
+        members.append(member)
+    yield members
+    for member in members:
+        member.close()
+
+
+def _accepted(member: socket.socket) -> int:
+    count = 0
+    while True:
+        try:
+            conn, _ = member.accept()
+        except BlockingIOError:
+            return count
+        conn.close()
+        count += 1
+
+
+def _connect(port: int, n: int) -> list[socket.socket]:
+    return [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+
+
+def test_steered_away_index_gets_nothing_and_detach_restores(group: list[socket.socket]) -> None:
+    port = group[0].getsockname()[1]
+    steering.attach(group[0], [0, 2])
+    clients = _connect(port, 300)
+    counts = [_accepted(member) for member in group]
+    assert counts[1] == 0 and counts[0] > 50 and counts[2] > 50
+    steering.detach(group[0])
+    steering.detach(group[0])  # detaching twice is fine
+    clients += _connect(port, 300)
+    assert all(_accepted(member) > 30 for member in group)
+    for client in clients:
+        client.close()
+
+
+def test_closed_member_index_is_taken_by_the_last(group: list[socket.socket]) -> None:
+    """The order the slot table keeps: close index 0, the last moves into it."""
+    port = group[0].getsockname()[1]
+    group[0].close()
+    steering.attach(group[1], [0])
+    clients = _connect(port, 50)
+    assert (_accepted(group[1]), _accepted(group[2])) == (0, 50)
+    for client in clients:
+        client.close()
