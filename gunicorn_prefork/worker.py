@@ -15,14 +15,12 @@ from types import FrameType
 from typing import Any
 
 import gevent
-from gevent.server import StreamServer
 from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 
 from . import arbiter_hook
-
-#: This worker process's servers, one per listening socket of its slot.
-_servers: list[StreamServer] = []
+from .coalesce import CoalescingSocket
+from .slot_server import SlotServer, servers
 
 #: A replacement waiting out its back-off stops notifying this long before it boots.
 QUIET_BEFORE_BOOT = 1.5
@@ -30,46 +28,9 @@ QUIET_BEFORE_BOOT = 1.5
 #: Longest a quick shutdown (QUIT/INT) waits for requests already accepted.
 QUIT_GRACE_SECONDS = 1.0
 
-#: Most queued connections a closing server accepts before it closes its socket.
-CLOSE_ACCEPT_LIMIT = 1024
-
 
 def _leave(signum: int, frame: FrameType | None) -> None:
     sys.exit(0)
-
-
-class SlotServer(StreamServer):  # type: ignore[misc]
-    """gevent's StreamServer, closing without dropping what is already queued.
-
-    When a worker stops (HUP, ``max_requests``, TERM) it first accepts, without
-    waiting, the connections already queued on its socket and serves them; only then
-    is the socket closed. Where the master still holds the socket this is a courtesy;
-    where this worker holds the last reference (the whole server stopping) it keeps
-    those connections from being reset.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _servers.append(self)
-
-    def close(self) -> None:
-        if not self.closed:
-            self.stop_accepting()
-            self.accept_queued()
-            # Let every handler spawned so far start: Gunicorn's first step is
-            # ``listener.getsockname()``, which fails once the socket is closed.
-            gevent.sleep(0)
-        super().close()
-
-    def accept_queued(self) -> None:
-        for _ in range(CLOSE_ACCEPT_LIMIT):
-            try:
-                accepted = self.do_read()
-            except OSError:
-                return
-            if not accepted:
-                return
-            self.do_handle(*accepted)
 
 
 class Worker(GeventWorker):  # type: ignore[misc]
@@ -92,6 +53,22 @@ class Worker(GeventWorker):  # type: ignore[misc]
         ggevent.StreamServer = SlotServer
         super().run()
 
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
+        """Gunicorn's request handling, with two changes for speed and fairness.
+
+        The response goes out through a :class:`CoalescingSocket` (headers and a
+        small body in one send). Afterwards the worker yields to the gevent hub:
+        Gunicorn serves the next request of a keep-alive connection at once when it
+        is already buffered, so a few busy connections would starve the rest (and
+        new ones waiting to be accepted) — a p50 of 1 ms with a p99 of seconds.
+        """
+        out = CoalescingSocket(sock)
+        try:
+            return super().handle_request(listener_name, req, out, addr)
+        finally:
+            out.flush()
+            gevent.sleep(0)
+
     def handle_quit(self, sig: int, frame: FrameType | None) -> None:
         """Quick shutdown (QUIT, INT; the old master after USR2).
 
@@ -101,7 +78,7 @@ class Worker(GeventWorker):  # type: ignore[misc]
         other holders, and exits as soon as the requests it already accepted are
         answered, at most :data:`QUIT_GRACE_SECONDS` later.
         """
-        for server in _servers:
+        for server in servers:
             if not server.closed:
                 server.stop_accepting()
         gevent.spawn(self._quick_exit)
@@ -112,7 +89,7 @@ class Worker(GeventWorker):  # type: ignore[misc]
         deadline = time.monotonic() + QUIT_GRACE_SECONDS
         while time.monotonic() < deadline and any(
                 server.pool is not None and server.pool.free_count() != server.pool.size
-                for server in _servers):
+                for server in servers):
             gevent.sleep(0.01)
         sys.exit(0)
 

@@ -8,15 +8,35 @@ reconnecting only when the server says ``Connection: close``). Outcomes:
 * ``refused``: the connection attempt was refused (nobody listening);
 * ``reset``: the connection was reset (e.g. a listener closed with it queued);
 * ``no_response``: the connection closed, or timed out, before a full response.
+
+Every attempt is also kept as a :class:`Sample` (start and end on the
+``time.monotonic()`` clock, outcome, error text), so callers can compute latencies
+(:meth:`LoadResult.latency_ms`) or count only what happened in a time window.
 """
 
 from __future__ import annotations
 
+import math
 import socket
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+
+class Sample(NamedTuple):
+    """One request attempt: ``time.monotonic()`` at its start (before connecting, on a
+    new connection) and when its outcome was known, the outcome, and the error text."""
+
+    start: float
+    end: float
+    outcome: str
+    detail: str = ""
+
+    @property
+    def latency(self) -> float:
+        return self.end - self.start
 
 
 @dataclass
@@ -24,10 +44,21 @@ class LoadResult:
     counts: Counter[str] = field(default_factory=Counter)
     workers: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
 
     @property
     def lost(self) -> int:
         return self.counts["refused"] + self.counts["reset"] + self.counts["no_response"]
+
+    def latency_ms(self, percentile: float, started_before: float | None = None) -> float | None:
+        """Nearest-rank ``percentile`` (0-100) of the served requests' latencies in ms,
+        optionally only of requests started before ``started_before``; None if none."""
+        values = sorted(s.latency for s in self.samples if s.outcome == "served"
+                        and (started_before is None or s.start < started_before))
+        if not values:
+            return None
+        rank = min(max(1, math.ceil(len(values) * percentile / 100)), len(values))
+        return values[rank - 1] * 1000
 
     def __str__(self) -> str:
         return (f"served={self.counts['served']} refused={self.counts['refused']} "
@@ -86,8 +117,10 @@ class Load:
             thread.join(self.timeout + 5)
         return self.result
 
-    def _count(self, outcome: str, detail: str = "", worker: str = "") -> None:
+    def _count(self, started: float, outcome: str, detail: str = "", worker: str = "") -> None:
+        ended = time.monotonic()
         with self._lock:
+            self.result.samples.append(Sample(started, ended, outcome, detail))
             self.result.counts[outcome] += 1
             if worker:
                 self.result.workers[worker] += 1
@@ -102,6 +135,7 @@ class Load:
         buffer = b""
         while self._running():
             fresh = conn is None
+            started = time.monotonic()
             try:
                 if conn is None:
                     conn = socket.create_connection(self.address, timeout=self.timeout)
@@ -109,16 +143,17 @@ class Load:
                 conn.sendall(self.request)
                 headers, buffer = _read_response(conn, buffer)
             except ConnectionRefusedError as exc:
-                self._count("refused", str(exc))
+                self._count(started, "refused", str(exc))
                 conn = None
                 time.sleep(0.01)
                 continue
             except (ConnectionResetError, BrokenPipeError) as exc:
-                self._count("reset", f"{'new' if fresh else 'reused'} connection: {exc}")
+                self._count(started, "reset", f"{'new' if fresh else 'reused'} connection: {exc}")
             except (EOFError, TimeoutError, OSError) as exc:
-                self._count("no_response", f"{'new' if fresh else 'reused'} connection: {exc}")
+                self._count(started, "no_response",
+                            f"{'new' if fresh else 'reused'} connection: {exc}")
             else:
-                self._count("served", worker=headers.get("x-worker-pid", ""))
+                self._count(started, "served", worker=headers.get("x-worker-pid", ""))
                 if self.keepalive and headers.get("connection", "").lower() != "close":
                     continue
             if conn is not None:
