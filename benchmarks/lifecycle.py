@@ -207,15 +207,21 @@ def process_cpu() -> dict[int, tuple[int, float]]:
 
 def other_cpu_pct(before: dict[int, tuple[int, float]], after: dict[int, tuple[int, float]],
                   server_group: int, seconds: float) -> float | None:
-    """CPU of user processes other than this one and the server's group, in % of all cores."""
+    """CPU of user processes other than this one and the server's group, in % of all cores.
+
+    Sums (own + reaped children's) CPU over the processes alive at each end and takes
+    the difference: a process reaped meanwhile moves from its own entry to its parent's,
+    so a long test run that ends during the window is not counted whole.
+    """
     if seconds <= 0:
         return None
     mine = os.getpid()
-    used = 0.0
-    for pid, (group, cpu) in after.items():
-        if pid == mine or group == server_group:
-            continue
-        used += max(0.0, cpu - before.get(pid, (group, 0.0))[1])
+
+    def total(snapshot: dict[int, tuple[int, float]]) -> float:
+        return sum(cpu for pid, (group, cpu) in snapshot.items()
+                   if pid != mine and group != server_group)
+
+    used = max(0.0, total(after) - total(before))
     return used / (seconds * (os.cpu_count() or 1)) * 100
 
 
@@ -448,6 +454,7 @@ def event_usr2_term(server: Server, clock: Clock, seconds: float, workers: int) 
     clock.until(2.0)
     old_workers = set(children(server.pid))
     server.signal(signal.SIGUSR2)
+    usr2_at = clock.now()
     clock.act("SIGUSR2 master", pid=server.pid)
     new_master = 0
     deadline = time.monotonic() + 20
@@ -478,8 +485,13 @@ def event_usr2_term(server: Server, clock: Clock, seconds: float, workers: int) 
         return
     server.signal(signal.SIGTERM)
     clock.act("SIGTERM old master", pid=server.pid)
+    term_at = clock.now()
     if server.exited.wait(GRACEFUL_TIMEOUT + 10):
+        assert server.exit_time is not None
         clock.act("old master exited", status=server.status())
+        run.notes.append(f"old master: TERM {term_at - usr2_at:.1f}s after USR2, exit "
+                         f"{server.exit_time - clock.t0 - term_at:.1f}s later "
+                         f"(status {server.status()})")
     else:
         run.notes.append("old master still running after TERM")
     clock.until(max(seconds, clock.now() + 1.5))
@@ -573,8 +585,14 @@ def summarize(run: Run, result: LoadResult, t0: float, stopped: float,
 
 
 def read_log(run: Run, text: str) -> None:
-    run.log_findings = {name: text.count(mark) for name, mark in LOG_MARKS.items()}
-    problems = [line for line in text.splitlines()
+    """Counts of notable log lines, and the first problems; for ``sigkill`` the lines
+    about the kills themselves are expected and left out."""
+    expected = ("was sent SIGKILL", "killed by SIGKILL") if run.event == "sigkill" else ()
+    lines = [line for line in text.splitlines() if not any(e in line for e in expected)]
+    run.log_findings = {name: sum(mark in line for line in lines)
+                        for name, mark in LOG_MARKS.items()}
+    run.log_findings["recycled"] = text.count(LOG_MARKS["recycled"])
+    problems = [line for line in lines
                 if any(mark in line for mark in ("[ERROR]", "[CRITICAL]", "Error", "crashed"))]
     run.log_problems = problems[:20]
 
@@ -625,8 +643,11 @@ def run_once(args: argparse.Namespace, variant: Variant, event: str, mode: str,
         summarize(run, result, clock.t0, stopped, cutoff)
         if event == "term" and run.master_exit_s is not None:
             term_at = next(a["t"] for a in run.actions if a["what"] == "SIGTERM master")
-            run.notes.insert(0, f"exit {run.master_exit_s - term_at:.1f}s after TERM, "
-                                f"status {run.master_status}")
+            refused = [s.end - clock.t0 for s in result.samples if s.outcome == "refused"]
+            listening = (f"first refusal {min(refused) - term_at:.1f}s, " if refused else "")
+            run.notes.insert(0, f"after TERM: {listening}master exit "
+                                f"{run.master_exit_s - term_at:.1f}s (status "
+                                f"{run.master_status})")
     except (RuntimeError, OSError, ValueError) as exc:
         run.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -662,9 +683,9 @@ def notes_cell(run: Run) -> str:
 
 def table(runs: Sequence[Run]) -> str:
     labels = {v.name: v.label for v in VARIANTS}
-    lines = ["| event | mode | variant | served | req/s | reset | refused | no resp | p99 ms "
-             "| OutRsts | other CPU | notes |",
-             "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
+    lines = ["| event | mode | variant | served | req/s | reset | refused | no resp | p50 ms "
+             "| p99 ms | max ms | OutRsts | other CPU | notes |",
+             "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
     for run in runs:
         c = run.counts
         mark = "**" if run.variant == "prefork" and run.lost else ""
@@ -672,8 +693,8 @@ def table(runs: Sequence[Run]) -> str:
         lines.append("| " + " | ".join([
             run.event, run.mode, labels.get(run.variant, run.variant),
             f"{c.get('served', 0):,}" if not run.error else "",
-            _fmt(run.rps, 0), *losses,
-            _fmt(run.p99_ms), "" if run.out_rsts is None else str(run.out_rsts),
+            _fmt(run.rps, 0), *losses, _fmt(run.p50_ms, 2), _fmt(run.p99_ms),
+            _fmt(run.max_ms, 0), "" if run.out_rsts is None else str(run.out_rsts),
             "n/a" if run.other_cpu_pct is None else f"{run.other_cpu_pct:.0f}%",
             notes_cell(run)]) + " |")
     return "\n".join(lines)
@@ -823,8 +844,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n{total} runs, {args.seconds:g} s of load each, {args.clients} clients, "
           f"{args.workers} workers; gunicorn {meta['gunicorn']}; load average "
           f"{meta['loadavg_start']} -> {meta['loadavg_end'] if runs else loadavg()}.")
-    print("term: counts, req/s, p99 and OutRsts only up to the master's exit (requests "
-          "started before it); what came later is in the notes.\n")
+    print("reset/refused/no resp: what the clients saw; p50/p99/max: latency of served "
+          "requests; OutRsts: kernel Tcp OutRsts delta over the load"
+          + (" (private network namespace: this run's sockets only)" if netns else
+             " (whole machine)")
+          + "; other CPU: other processes' share of all cores. term: counts, req/s, "
+          "latencies and OutRsts only for requests started before the master exited; "
+          "what came later is in the notes.\n")
     print(table(runs))
     for name, reason in skipped.items():
         print(f"\nskipped {name}: {reason}")

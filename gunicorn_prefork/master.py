@@ -39,8 +39,8 @@ from typing import Any
 
 from gunicorn.errors import HaltServer
 
+from . import handoff, steering
 from . import settings as settings_mod
-from . import steering
 from .child import mark_child
 from .errors import EXIT_STARTUP_ERROR, OverRecoveryError, PreforkError
 from .plugin_log import PluginLog
@@ -322,6 +322,13 @@ class Master:
         serving = set()
         for pid, slot in self._staying().items():
             if pid == gone or pid not in workers:
+                continue
+            if handoff.announced(workers[pid].tmp):  # leaving on its own (max_requests)
+                if slot not in self.vacated:
+                    self.vacated.add(slot)
+                    self.log.debug("worker %s is leaving on its own: slot %d gets no "
+                                   "new connections until its replacement serves",
+                                   pid, slot.number)
                 continue
             if pid in self.awaiting_boot:
                 if not self._has_booted(pid, workers[pid]):

@@ -18,7 +18,7 @@ import gevent
 from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 
-from . import arbiter_hook
+from . import arbiter_hook, handoff
 from .coalesce import CoalescingSocket
 from .slot_server import SlotServer, servers
 
@@ -31,6 +31,15 @@ QUIT_GRACE_SECONDS = 1.0
 
 def _leave(signum: int, frame: FrameType | None) -> None:
     sys.exit(0)
+
+
+def _wait_for_requests(limit: float) -> None:
+    """Until this worker's servers have no connection in hand, at most ``limit`` s."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and any(
+            server.pool is not None and server.pool.free_count() != server.pool.size
+            for server in servers):
+        gevent.sleep(0.01)
 
 
 class Worker(GeventWorker):  # type: ignore[misc]
@@ -53,6 +62,16 @@ class Worker(GeventWorker):  # type: ignore[misc]
         ggevent.StreamServer = SlotServer
         super().run()
 
+    def notify(self) -> None:
+        """Gunicorn's heartbeat; the first one, from the serving loop, also wakes the
+        master so a replacement gets connections as soon as it serves."""
+        super().notify()
+        if not self._told_master_serving:
+            self._told_master_serving = True
+            handoff.wake_master(self.ppid)
+
+    _told_master_serving = False
+
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
         """Gunicorn's request handling, with two changes for speed and fairness.
 
@@ -67,7 +86,26 @@ class Worker(GeventWorker):  # type: ignore[misc]
             return super().handle_request(listener_name, req, out, addr)
         finally:
             out.flush()
+            if not self.alive and self.nr >= self.max_requests:
+                self._leave_on_our_own()
             gevent.sleep(0)
+
+    def _leave_on_our_own(self) -> None:
+        """``max_requests`` reached: hand the slot over, finish, exit (see handoff)."""
+        if self._leaving:
+            return
+        self._leaving = True
+        handoff.announce(self.tmp, self.ppid)
+        gevent.spawn(self._finish_and_exit)
+
+    _leaving = False
+
+    def _finish_and_exit(self) -> None:
+        gevent.sleep(handoff.HANDOFF_SECONDS)
+        for server in servers:
+            server.close()
+        _wait_for_requests(self.cfg.graceful_timeout)
+        sys.exit(0)
 
     def handle_quit(self, sig: int, frame: FrameType | None) -> None:
         """Quick shutdown (QUIT, INT; the old master after USR2).
@@ -86,11 +124,7 @@ class Worker(GeventWorker):  # type: ignore[misc]
     def _quick_exit(self) -> None:
         self.alive = False
         self.cfg.worker_int(self)
-        deadline = time.monotonic() + QUIT_GRACE_SECONDS
-        while time.monotonic() < deadline and any(
-                server.pool is not None and server.pool.free_count() != server.pool.size
-                for server in servers):
-            gevent.sleep(0.01)
+        _wait_for_requests(QUIT_GRACE_SECONDS)
         sys.exit(0)
 
     def init_process(self) -> None:
