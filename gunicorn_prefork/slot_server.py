@@ -8,13 +8,20 @@ prefork worker has it build :class:`SlotServer` instead, which differs in two wa
   socket fair between workers; a slot's socket has one worker, and accepting one
   connection per loop turn only leaves the rest waiting in the queue;
 * when it closes (HUP, ``max_requests``, TERM) it first accepts, without waiting, what
-  is already queued and lets those handlers start; then the socket closes. Where the
-  master still holds the socket this is a courtesy; where the worker holds the last
-  reference (the whole server stopping) it keeps those connections from a reset.
+  is already queued, then closes the socket at once. Where the master still holds
+  the socket this is a courtesy; where the worker holds the last reference (the
+  whole server stopping) it keeps those connections from a reset. It then waits, in
+  short steps, for the connections in hand (up to ``close_wait`` seconds), so the
+  worker exits as soon as they are done rather than on its loop's next 1 s tick.
+
+Handlers get the listener's address from :data:`listener_names`, taken while the
+socket was open (Gunicorn's handler asks the listener for it first thing,
+which fails once the socket is closed).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import gevent
@@ -29,13 +36,25 @@ CLOSE_ACCEPT_LIMIT = 1024
 #: This process's servers, one per listening socket of the worker's slot.
 servers: list[StreamServer] = []
 
+#: ``id(listener)`` -> its address, taken when its server was created.
+listener_names: dict[int, Any] = {}
+
 
 class SlotServer(StreamServer):  # type: ignore[misc]
     """gevent's StreamServer for a socket that only this worker accepts on."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    #: Longest :meth:`close` waits for the connections in hand (the worker sets it
+    #: to ``graceful_timeout``).
+    close_wait = 0.0
+
+    def __init__(self, listener: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(listener, *args, **kwargs)
+        listener_names[id(listener)] = listener.getsockname()
         servers.append(self)
+
+    def busy(self) -> bool:
+        """Are connections still in hand?"""
+        return self.pool is not None and self.pool.free_count() != self.pool.size
 
     @property
     def max_accept(self) -> int:
@@ -46,13 +65,14 @@ class SlotServer(StreamServer):  # type: ignore[misc]
         """Gunicorn's shared-socket fairness setting does not apply here."""
 
     def close(self) -> None:
-        if not self.closed:
-            self.stop_accepting()
-            self.accept_queued()
-            # Let every handler spawned so far start: Gunicorn's first step is
-            # ``listener.getsockname()``, which fails once the socket is closed.
-            gevent.sleep(0)
+        if self.closed:
+            return
+        self.stop_accepting()
+        self.accept_queued()
         super().close()
+        deadline = time.monotonic() + self.close_wait
+        while self.busy() and time.monotonic() < deadline:
+            gevent.sleep(0.01)
 
     def accept_queued(self) -> None:
         for _ in range(CLOSE_ACCEPT_LIMIT):

@@ -20,7 +20,7 @@ from gunicorn.workers.ggevent import GeventWorker
 
 from . import arbiter_hook, handoff
 from .coalesce import CoalescingSocket
-from .slot_server import SlotServer, servers
+from .slot_server import SlotServer, listener_names, servers
 
 #: A replacement waiting out its back-off stops notifying this long before it boots.
 QUIET_BEFORE_BOOT = 1.5
@@ -36,10 +36,24 @@ def _leave(signum: int, frame: FrameType | None) -> None:
 def _wait_for_requests(limit: float) -> None:
     """Until this worker's servers have no connection in hand, at most ``limit`` s."""
     deadline = time.monotonic() + limit
-    while time.monotonic() < deadline and any(
-            server.pool is not None and server.pool.free_count() != server.pool.size
-            for server in servers):
+    while time.monotonic() < deadline and any(server.busy() for server in servers):
         gevent.sleep(0.01)
+
+
+class _NamedListener:
+    """A listener whose address was taken while it was open (see SlotServer)."""
+
+    __slots__ = ("_listener", "_name")
+
+    def __init__(self, listener: Any, name: Any) -> None:
+        self._listener = listener
+        self._name = name
+
+    def getsockname(self) -> Any:
+        return self._name
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._listener, name)
 
 
 class Worker(GeventWorker):  # type: ignore[misc]
@@ -60,7 +74,14 @@ class Worker(GeventWorker):  # type: ignore[misc]
     def run(self) -> None:
         # Gunicorn's run() builds its servers from this module-level name.
         ggevent.StreamServer = SlotServer
+        SlotServer.close_wait = float(self.cfg.graceful_timeout)
         super().run()
+
+    def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        name = listener_names.get(id(listener))
+        if name is not None:
+            listener = _NamedListener(listener, name)
+        super().handle(listener, client, addr)
 
     def notify(self) -> None:
         """Gunicorn's heartbeat; the first one, from the serving loop, also wakes the
