@@ -46,7 +46,7 @@ from .errors import EXIT_STARTUP_ERROR, OverRecoveryError, PreforkError
 from .plugin_log import PluginLog
 from .recovery import Crash, CrashCounter, ExitKind, classify, describe_status
 from .settings import PreforkSettings
-from .slots import Slot, SlotTable, check_reuseport_possible
+from .slots import Slot, SlotTable, check_reuseport_possible, queued
 
 #: Signals with which the master tells a worker to go (stop, reload, TTOU, timeout).
 LEAVE_SIGNALS = frozenset({signal.SIGTERM, signal.SIGQUIT, signal.SIGINT,
@@ -295,21 +295,36 @@ class Master:
     def settle_drained(self) -> None:
         """Close drained slots no worker holds any more; keep them if workers were
         added back meanwhile (TTOU then TTIN). Runs before and after Gunicorn
-        manages its workers, so a new worker never doubles up on a busy slot."""
+        manages its workers, so a new worker never doubles up on a busy slot.
+
+        A slot beyond ``num_workers`` that has no worker at all (its worker had just
+        exited when TTOU came, so Gunicorn stops nobody) is closed too: nobody would
+        ever accept on it again."""
         table = self.table
         if table is None:
             return
         held = {id(slot) for pid, slot in self.assignment.items()
                 if pid in self.arbiter.WORKERS}
+        surplus = len(table.slots) - self.arbiter.num_workers - len(self.draining)
+        for slot in reversed(table.slots):
+            if surplus <= 0:
+                break
+            if id(slot) not in held and slot not in self.draining:
+                self.draining.add(slot)
+                surplus -= 1
         for slot in [slot for slot in table.slots if slot in self.draining]:
             if id(slot) in held:
                 continue
             self.draining.discard(slot)
             if len(table.slots) > self.arbiter.num_workers:
+                lost = sum(queued(listener) for listener in slot.sockets)
                 table.retire(slot)
                 self._sync_listeners()
                 self.log.info("retired slot %d; %d listener(s) per bind remain",
                               slot.number, len(table.slots))
+                if lost:
+                    self.log.warning("slot %d closed with %d connection(s) queued",
+                                     slot.number, lost)
             else:
                 self.log.info("slot %d is kept for a new worker", slot.number)
         self.steer()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import errno
 import itertools
 import socket
+import struct
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -117,6 +118,18 @@ def _probe_free(address: Address) -> None:
         raise _bind_error(address, exc) from None
     finally:
         probe.close()
+
+
+def queued(listener: gsock.BaseSocket) -> int:
+    """Connections waiting in a listening socket's accept queue (``tcpi_unacked``)."""
+    sock = listener.sock
+    if sock is None:
+        return 0
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    except OSError:
+        return 0
+    return int(struct.unpack("B" * 8 + "I" * 24, info)[12])
 
 
 class Slot:

@@ -93,3 +93,18 @@ def test_impossible_setups(binds: list[object], platform: str, message: str) -> 
 
 def test_possible_setup() -> None:
     check_reuseport_possible([("0.0.0.0", 80), ("::", 80)], "linux")
+
+
+def test_queued_counts_the_accept_queue() -> None:
+    from gunicorn_prefork.slots import queued
+
+    table = SlotTable.create(_cfg(), log, [("127.0.0.1", 0)], 1)
+    try:
+        listener = table.listeners()[0]
+        assert queued(listener) == 0
+        clients = [socket.create_connection(listener.sock.getsockname()) for _ in range(3)]
+        assert queued(listener) == 3
+        for client in clients:
+            client.close()
+    finally:
+        table.close()
