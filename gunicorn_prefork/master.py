@@ -167,6 +167,9 @@ class Master:
         self.log.info("%d SO_REUSEPORT listener(s) per bind, one per worker, on %s",
                       len(self.table.slots), self.table.describe())
         self.assignment.clear()
+        self.draining.clear()
+        self.vacated.clear()
+        self.steered = None  # a new group: no program attached yet
         return self.table.listeners()
 
     # -- workers ---------------------------------------------------------------------

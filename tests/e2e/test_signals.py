@@ -109,3 +109,17 @@ def test_is_child_in_worker_not_in_master(tmp_path: Path) -> None:
         server.wait_serving(port, 1)
         assert request("127.0.0.1", port, "/is_child")[2] == b"True"
         assert "master is_child=False" in server.log()
+
+
+def test_hup_with_a_new_bind_moves_the_slots(tmp_path: Path) -> None:
+    first, second = free_port(), free_port()
+    with running(tmp_path, config=_config(first, 2)) as server:
+        server.wait_serving(first, 2)
+        text = server.config_path.read_text().replace(f":{first}", f":{second}")
+        server.config_path.write_text(text)
+        server.signal(signal.SIGHUP)
+        server.wait_serving(second, 2)
+        wait_for(lambda: listeners(first) == 0, what="old bind closed")
+        assert len(spread("127.0.0.1", second, 200)) == 2
+        server.signal(signal.SIGTERM)
+        assert server.wait_exit(20) == 0
