@@ -92,6 +92,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from _common import free_port, worker_of  # noqa: E402
+
 from tests.load import Load, LoadResult, Sample  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -251,12 +253,6 @@ def children(pid: int) -> list[int]:
     return sorted(child for child in found if alive(child))
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
 def bring_loopback_up() -> None:
     """``ip link set lo up``, without needing iproute2."""
     siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
@@ -330,7 +326,7 @@ class Server:
                 raise RuntimeError(f"server exited with status {self.status()} before "
                                    f"serving; see {self.log_path}")
             try:
-                heard.add(worker_of(port))
+                heard.add(worker_of(port, timeout=2.0))
             except (OSError, ValueError):
                 time.sleep(0.1)
                 continue
@@ -362,19 +358,6 @@ class Server:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.1)
-
-
-def worker_of(port: int, timeout: float = 2.0) -> str:
-    """The X-Worker-Pid of whoever answers one request on a fresh connection."""
-    with socket.create_connection((HOST, port), timeout=timeout) as conn:
-        conn.sendall(b"GET / HTTP/1.0\r\nHost: lifecycle\r\n\r\n")
-        data = b""
-        while chunk := conn.recv(4096):
-            data += chunk
-    for line in data.decode("latin-1").split("\r\n"):
-        if line.lower().startswith("x-worker-pid:"):
-            return line.split(":", 1)[1].strip()
-    raise ValueError(f"no X-Worker-Pid in {data[:200]!r}")
 
 
 # --- events -----------------------------------------------------------------------------

@@ -81,6 +81,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _common import free_port
+
 HERE = Path(__file__).resolve().parent
 APPS_DIR = HERE / "apps"
 RESULTS_DIR = HERE / "results"
@@ -213,10 +215,7 @@ def skipped_variants() -> dict[str, str]:
     return skipped
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
+
 
 
 def _ask_count(port: int, timeout: float = 2.0) -> tuple[str, int]:
@@ -383,7 +382,7 @@ def parse_wrk(text: str) -> WrkResult:
 
 def run_once(args: argparse.Namespace, variant: Variant, workload: Workload, repeat: int,
              logs: Path) -> Run:
-    port = _free_port()
+    port = free_port()
     command = variant.command(args, workload, port)
     wrk = wrk_command(args, workload.conns, port)
     run = Run(repeat=repeat, workload=workload.name, variant=variant.name, command=command,

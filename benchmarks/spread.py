@@ -13,13 +13,14 @@ import argparse
 import concurrent.futures
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+
+from _common import free_port, worker_of
 
 APP = '''
 import os
@@ -30,28 +31,10 @@ def app(environ, start_response):
 '''
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _worker_of(port: int) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-        conn.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-        data = b""
-        while chunk := conn.recv(4096):
-            data += chunk
-    for line in data.decode("latin-1").split("\r\n"):
-        if line.lower().startswith("x-worker-pid:"):
-            return line.split(":", 1)[1].strip()
-    raise RuntimeError(f"no X-Worker-Pid in {data!r}")
-
-
 def measure(worker_class: str, workers: int, requests: int) -> Counter[str]:
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "spread_app.py").write_text(APP)
-        port = _free_port()
+        port = free_port()
         script = Path(sys.executable).parent / "gunicorn"
         proc = subprocess.Popen(
             [str(script), "-k", worker_class, "-w", str(workers), "-b", f"127.0.0.1:{port}",
@@ -61,12 +44,12 @@ def measure(worker_class: str, workers: int, requests: int) -> Counter[str]:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 try:
-                    if len({_worker_of(port) for _ in range(20 * workers)}) == workers:
+                    if len({worker_of(port) for _ in range(20 * workers)}) == workers:
                         break
                 except OSError:
                     time.sleep(0.1)
             with concurrent.futures.ThreadPoolExecutor(32) as pool:
-                return Counter(pool.map(lambda _: _worker_of(port), range(requests)))
+                return Counter(pool.map(lambda _: worker_of(port), range(requests)))
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(30)
