@@ -104,6 +104,8 @@ class Master:
         self.vacated: set[Slot] = set()
         self.awaiting_boot: set[int] = set()
         self.steered: tuple[int, ...] | None = None
+        #: workerless slots with connections queued, and until when they may wait
+        self.stranded: dict[Slot, float] = {}
 
     # -- configuration -------------------------------------------------------------
 
@@ -169,6 +171,7 @@ class Master:
         self.assignment.clear()
         self.draining.clear()
         self.vacated.clear()
+        self.stranded.clear()
         self.steered = None  # a new group: no program attached yet
         return self.table.listeners()
 
@@ -196,7 +199,13 @@ class Master:
             if id(slot) in load:
                 load[id(slot)] += 1
         open_slots = [slot for slot in self.table.slots if slot not in self.draining]
-        return min(open_slots or self.table.slots, key=lambda slot: load[id(slot)])
+        # among the least loaded, a slot with connections waiting and no worker first
+        return min(open_slots or self.table.slots,
+                   key=lambda slot: (load[id(slot)], slot not in self.stranded))
+
+    @staticmethod
+    def _queued(slot: Slot) -> int:
+        return sum(queued(listener) for listener in slot.sockets)
 
     def spawn(self, spawn_worker: Callable[[], Any]) -> Any:
         """Run Gunicorn's ``spawn_worker`` with the chosen slot as the worker's sockets."""
@@ -308,8 +317,10 @@ class Master:
             return
         held = {id(slot) for pid, slot in self.assignment.items()
                 if pid in self.arbiter.WORKERS}
+        now = time.monotonic()
         surplus = len(table.slots) - self.arbiter.num_workers - len(self.draining)
-        for slot in reversed(table.slots):
+        # workerless slots without a queue first: closing them loses nothing
+        for slot in sorted(reversed(table.slots), key=self._queued):
             if surplus <= 0:
                 break
             if id(slot) not in held and slot not in self.draining:
@@ -320,7 +331,13 @@ class Master:
                 continue
             self.draining.discard(slot)
             if len(table.slots) > self.arbiter.num_workers:
-                lost = sum(queued(listener) for listener in slot.sockets)
+                lost = self._queued(slot)
+                if lost and now < self.stranded.setdefault(
+                        slot, now + self.arbiter.cfg.graceful_timeout):
+                    # Connections wait in it and nobody accepts: the next new worker
+                    # takes this slot (choose_slot) and another one retires instead.
+                    continue
+                self.stranded.pop(slot, None)
                 table.retire(slot)
                 self._sync_listeners()
                 self.log.info("retired slot %d; %d listener(s) per bind remain",
@@ -353,6 +370,7 @@ class Master:
                     continue
                 self.awaiting_boot.discard(pid)
             serving.add(id(slot))
+            self.stranded.pop(slot, None)
         return serving
 
     def steer(self, gone: int | None = None) -> None:
@@ -363,6 +381,12 @@ class Master:
         serving = self._serving(gone)
         allowed = tuple(index for index, slot in enumerate(table.slots)
                         if id(slot) in serving and slot not in self.draining)
+        if not allowed:
+            # nobody serves right now (every worker recycling at once): queue on the
+            # slots that will get a worker, not on those about to close
+            allowed = tuple(index for index, slot in enumerate(table.slots)
+                            if slot not in self.draining and slot not in self.stranded)
+            allowed = allowed[:self.arbiter.num_workers]
         if len(allowed) in (0, len(table.slots)):
             allowed = ()
         if allowed == self.steered:

@@ -128,6 +128,9 @@ class Gunicorn:
         self.env = dict(os.environ)
         self.env["PYTHONPATH"] = os.pathsep.join(
             [str(APPS), str(tmp), self.env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        # Tests rewrite the config and HUP within the same second: a cached .pyc with
+        # the same size and mtime would be loaded instead of the new text.
+        self.env["PYTHONDONTWRITEBYTECODE"] = "1"
         self.env.update(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
 

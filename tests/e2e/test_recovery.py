@@ -230,3 +230,28 @@ def test_crash_and_recovery_counters_reach_statsd(tmp_path: Path) -> None:
                     pass
     assert b"gunicorn.prefork.crashes:1|c" in received, received
     assert b"gunicorn.prefork.recoveries:1|c" in received, received
+
+
+def test_settings_are_read_again_on_hup(tmp_path: Path) -> None:
+    """threshold 5 at start; the file says 1 after a HUP: two crashes now halt."""
+    port = free_port()
+    with running(tmp_path, config=_config(port, 2, "prefork_recover_threshold = 5\n")
+                 ) as server:
+        server.wait_serving(port, 2)
+        text = server.config_path.read_text().replace("threshold = 5", "threshold = 1")
+        server.config_path.write_text(text + 'prefork_recover_window = "bad"\n')
+        server.signal(signal.SIGHUP)
+        wait_for(lambda: "keeping the previous prefork settings" in server.log(),
+                 what="a bad value on HUP is reported and ignored")
+        server.config_path.write_text(text)
+        server.signal(signal.SIGHUP)
+        wait_for(lambda: server.log().count("Hang up") == 2, what="second HUP")
+        server.wait_serving(port, 2)
+        time.sleep(1)
+        for round_ in (1, 2):
+            os.kill(min(server.worker_pids()), signal.SIGKILL)
+            if round_ == 1:
+                wait_for(lambda: _crashes_logged(server) == 1, what="first crash")
+                server.wait_serving(port, 2)
+        assert server.wait_exit(20) == EXIT_OVER_RECOVERY
+        assert "exceed prefork_recover_threshold = 1" in server.log()
