@@ -179,8 +179,8 @@ class Master:
 
     def _staying(self) -> dict[int, Slot]:
         workers = self.arbiter.WORKERS
-        for pid in [pid for pid in self.assignment if pid not in workers]:
-            del self.assignment[pid]
+        for pid in [pid for pid in list(self.assignment) if pid not in workers]:
+            self.assignment.pop(pid, None)
         self.leaving &= set(workers)
         return {pid: slot for pid, slot in self.assignment.items() if pid not in self.leaving}
 
@@ -351,12 +351,12 @@ class Master:
 
     # -- steering -------------------------------------------------------------------
 
-    def _serving(self, gone: int | None = None) -> set[int]:
+    def _serving(self) -> set[int]:
         """Slots (by id) with a staying worker that serves, or soon will."""
         workers = self.arbiter.WORKERS
         serving = set()
         for pid, slot in self._staying().items():
-            if pid == gone or pid not in workers:
+            if pid not in workers:
                 continue
             if handoff.announced(workers[pid].tmp):  # leaving on its own (max_requests)
                 if slot not in self.vacated:
@@ -373,12 +373,12 @@ class Master:
             self.stranded.pop(slot, None)
         return serving
 
-    def steer(self, gone: int | None = None) -> None:
+    def steer(self) -> None:
         """New connections only to serving slots; plain hashing when all (or none) serve."""
         table = self.table
         if table is None or not table.slots:
             return
-        serving = self._serving(gone)
+        serving = self._serving()
         allowed = tuple(index for index, slot in enumerate(table.slots)
                         if id(slot) in serving and slot not in self.draining)
         if not allowed:
@@ -441,7 +441,12 @@ class Master:
         return f" on slot {slot.number}" if slot is not None else ""
 
     def on_reaped(self, pid: int, status: int) -> None:
-        """Gunicorn just reaped ``pid``; may run inside a signal handler (20.1 to 23)."""
+        """Gunicorn just reaped ``pid``; may run inside a signal handler (20.1 to 23).
+
+        So it only records: it may interrupt the main loop in the middle of the
+        plugin's own bookkeeping. Steering away from the slot follows at once from
+        the main loop, which Gunicorn wakes after every reap.
+        """
         worker = self.arbiter.WORKERS.get(pid)
         if worker is None:
             return
@@ -458,7 +463,6 @@ class Master:
         self.first_update.pop(pid, None)
         self.boot_after.pop(pid, None)
         self.booted.discard(pid)
-        self.steer(gone=pid)
         counted = kind is ExitKind.CRASH or (
             kind is ExitKind.TIMEOUT and self.settings.count_timeouts)
         if not counted:
@@ -497,7 +501,7 @@ class Master:
         """Fire ``prefork_on_ready`` once, when all initial workers are serving."""
         if self.ready:
             return
-        workers = self.arbiter.WORKERS
+        workers = dict(self.arbiter.WORKERS)  # a copy: 20.1-23 reap in a signal handler
         if len(workers) < self.arbiter.num_workers:
             return
         if not all(self._has_booted(pid, worker) for pid, worker in workers.items()):
