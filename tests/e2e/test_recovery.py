@@ -146,7 +146,8 @@ def test_back_off_delays_the_replacement(tmp_path: Path) -> None:
             return bool(replacement)
         wait_for(replacement_serves, timeout=20, what="the replacement serving")
         assert time.monotonic() - killed_at >= 2.0
-        assert re.search(r"worker \d+ waits 2\.0s before booting", server.log())
+        # what is left of the 2 s when the replacement forks (the reap came first)
+        assert re.search(r"worker \d+ waits [12]\.\ds before booting", server.log())
 
 
 def test_signals_are_handled_during_a_back_off(tmp_path: Path) -> None:
