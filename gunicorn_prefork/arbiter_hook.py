@@ -11,8 +11,10 @@ same names and signatures in every supported Gunicorn (20.1 to 27):
 ``gunicorn.sock.create_sockets``  create / adopt the slot table instead of one socket
 ``Arbiter.setup``          re-read the settings after a HUP
 ``Arbiter.spawn_worker``   give the new worker its slot's sockets only
-``Arbiter.kill_worker``    remember which workers were asked to leave
+``Arbiter.kill_worker``    remember which workers were asked to leave; hold back
+                           the SIGTERM of a worker handing over its slot
 ``Arbiter.manage_workers`` halt past the recovery threshold (main loop only);
+                           fork the successors of workers leaving on their own;
                            drain slots before their workers stop, retire them
                            after; steer; fire ``prefork_on_ready``
 ``os.waitpid`` as seen     classify each reaped worker's exit status (Gunicorn's
@@ -100,6 +102,8 @@ def _kill_worker(original: Callable[..., Any]) -> Callable[..., Any]:
     def kill_worker(self: Any, pid: int, sig: int) -> Any:
         master = _ours(self)
         if master is not None:
+            if master.defers_kill(pid, sig):
+                return None
             master.note_kill(pid, sig)
         return original(self, pid, sig)
     return kill_worker
@@ -110,6 +114,7 @@ def _manage_workers(original: Callable[..., Any]) -> Callable[..., Any]:
         master = _ours(self)
         if master is not None:
             master.halt_if_over_threshold()
+            master.start_handovers()
             master.settle_drained()
             master.drain_surplus()
         result = original(self)

@@ -1,53 +1,84 @@
-"""One write per small response instead of two.
+"""One send for a response's headers and its first body write.
 
-Gunicorn writes a response's status line and headers with one ``sendall`` and each
-body chunk with another; for small responses the two send syscalls are the largest
-single cost in a profile of the worker (about half its CPU on hello world).
-:class:`CoalescingSocket` holds the first write of a response (the headers) and
-sends it together with the next one. It is used for one response only; anything
-else asked of it (``sendfile``, ``send``, ``fileno``, ...) first sends what it
-holds, so the bytes on the wire are always in order.
+Gunicorn's ``Response.write`` sends the status line and headers with one
+``sendall`` and the body bytes with another; for small responses those two send
+syscalls are the largest single cost in a profile of the worker (about half its
+CPU on hello world). :func:`install` wraps ``Response.write`` (in the worker
+process only) so that, on the call that sends the headers, they go out together
+with that call's body bytes in one buffer.
+
+Invariant: every byte a ``write`` call hands to the socket has left when the call
+returns, exactly as with Gunicorn's own ``write``: nothing is held across the
+application's next step (a streaming generator, an SSE ``yield b""``, a HEAD
+response's headers). The client socket itself is never replaced:
+``environ["gunicorn.socket"]`` is the real socket.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-#: A body write up to this size is joined to the held headers in one buffer;
-#: larger ones go out right after them, uncopied.
+from gunicorn.http import wsgi
+
+#: A body write up to this size is joined to the headers in one buffer; larger
+#: ones go out right after them, uncopied.
 JOIN_LIMIT = 64 * 1024
 
+_original_write: Callable[[Any, bytes], None] = wsgi.Response.write
 
-class CoalescingSocket:
-    """Wraps the client socket for the duration of one response."""
 
-    __slots__ = ("_held", "_sock", "_started")
+class HeaderJoiner:
+    """Stands in for the client socket during the one ``write`` that sends headers.
+
+    The first ``sendall`` (the headers) is held; the second (body bytes, already
+    framed when chunked) is sent together with it. :meth:`flush` sends what is
+    still held; the caller runs it before ``write`` returns.
+    """
+
+    __slots__ = ("_held", "_sock")
 
     def __init__(self, sock: Any) -> None:
         self._sock = sock
         self._held: bytes | None = None
-        self._started = False
 
     def sendall(self, data: Any, *args: Any) -> None:
-        if not self._started:
-            self._started = True
+        if self._held is None:
             self._held = bytes(data)
             return
-        held, self._held = self._held, None
-        if held is not None:
-            if len(data) <= JOIN_LIMIT:
-                self._sock.sendall(b"".join((held, data)), *args)
-                return
+        held, self._held = self._held, b""
+        if held and len(data) <= JOIN_LIMIT:
+            self._sock.sendall(b"".join((held, data)), *args)
+            return
+        if held:
             self._sock.sendall(held)
         self._sock.sendall(data, *args)
 
     def flush(self) -> None:
-        """Send what is held (a response with headers only, or before other calls)."""
-        self._started = True
-        held, self._held = self._held, None
-        if held is not None:
+        held, self._held = self._held, b""
+        if held:
             self._sock.sendall(held)
 
     def __getattr__(self, name: str) -> Any:
         self.flush()
         return getattr(self._sock, name)
+
+
+def write(response: Any, data: bytes) -> None:
+    """``Response.write``, with the headers joined to the first body bytes."""
+    if response.headers_sent:
+        _original_write(response, data)
+        return
+    sock = response.sock
+    joiner = HeaderJoiner(sock)
+    response.sock = joiner
+    try:
+        _original_write(response, data)
+    finally:
+        response.sock = sock
+        joiner.flush()
+
+
+def install() -> None:
+    """In a worker process: every response's first write joins headers and body."""
+    wsgi.Response.write = write

@@ -106,6 +106,9 @@ class Master:
         self.steered: tuple[int, ...] | None = None
         #: workerless slots with connections queued, and until when they may wait
         self.stranded: dict[Slot, float] = {}
+        #: workers leaving on their own (max_requests, a TERM or QUIT the master did
+        #: not send) -> the pid of the replacement forked for their slot, if any yet
+        self.handovers: dict[int, int | None] = {}
 
     # -- configuration -------------------------------------------------------------
 
@@ -182,7 +185,10 @@ class Master:
         for pid in [pid for pid in list(self.assignment) if pid not in workers]:
             self.assignment.pop(pid, None)
         self.leaving &= set(workers)
-        return {pid: slot for pid, slot in self.assignment.items() if pid not in self.leaving}
+        for pid in [pid for pid in self.handovers if pid not in workers]:
+            del self.handovers[pid]
+        return {pid: slot for pid, slot in self.assignment.items()
+                if pid not in self.leaving and pid not in self.handovers}
 
     def _sync_listeners(self) -> None:
         """Gunicorn's ``LISTENERS`` follow the table: USR2 passes them on, stop closes them."""
@@ -233,6 +239,11 @@ class Master:
         if replacement is not None and replacement.not_before > time.monotonic():
             self.boot_after[pid] = replacement.not_before
         if slot is not None:
+            for old, successor in self.handovers.items():
+                if successor is None and self.assignment.get(old) is slot:
+                    self.handovers[old] = pid
+                    self.log.info("worker %s takes over slot %d from worker %s, which "
+                                  "accepts until it serves", pid, slot.number, old)
             self.assignment[pid] = slot
             self.log.debug("worker %s serves slot %d", pid, slot.number)
             if slot in self.vacated:
@@ -272,6 +283,48 @@ class Master:
         if sig in LEAVE_SIGNALS:
             self.leaving.add(pid)
 
+    # -- leaving on its own: overlap with the replacement ---------------------------
+
+    def start_handovers(self) -> None:
+        """Fork a replacement for every worker that announced it leaves on its own.
+
+        A worker leaving on its own (``max_requests``; a TERM or QUIT the master did
+        not send) announces it (see :mod:`gunicorn_prefork.handoff`). Its slot gets a
+        new worker at once, as on HUP, while the old one keeps accepting; new
+        connections go to the other serving slots until the new worker serves. The
+        leaving worker is made the oldest, so Gunicorn's own surplus check picks it,
+        and its SIGTERM is held back (:meth:`defers_kill`) until the new worker serves.
+        Runs from the main loop only (it forks).
+        """
+        workers = self.arbiter.WORKERS
+        for pid, worker in list(workers.items()):
+            if pid in self.handovers or pid in self.leaving or pid not in self.assignment:
+                continue
+            if not handoff.announced(worker.tmp):
+                continue
+            self.handovers[pid] = None
+            slot = self.assignment[pid]
+            worker.age = min(w.age for w in workers.values()) - 1
+            self.vacated.add(slot)
+            self.log.debug("worker %s leaves on its own: slot %d gets no new "
+                           "connections until its replacement serves", pid, slot.number)
+        if not self.handovers:
+            return
+        # Gunicorn counts the leaving workers among num_workers; replace them now
+        while len(workers) - len(self.handovers) < self.arbiter.num_workers:
+            if not isinstance(self.arbiter.spawn_worker(), int):
+                break
+
+    def defers_kill(self, pid: int, sig: int) -> bool:
+        """Hold back the SIGTERM for a worker handing over until its successor serves."""
+        if sig != signal.SIGTERM or pid not in self.handovers:
+            return False
+        successor = self.handovers[pid]
+        worker = self.arbiter.WORKERS.get(successor) if successor is not None else None
+        if successor is None or worker is None:  # no successor (TTOU) or it died
+            return False
+        return not self._has_booted(successor, worker)
+
     def drain_surplus(self) -> None:
         """Before Gunicorn stops surplus workers (TTOU, fewer workers after HUP).
 
@@ -282,11 +335,13 @@ class Master:
         table, arbiter = self.table, self.arbiter
         if table is None:
             return
-        surplus = len(arbiter.WORKERS) - arbiter.num_workers
+        counted = {pid: worker for pid, worker in arbiter.WORKERS.items()
+                   if pid not in self.handovers}
+        surplus = len(counted) - arbiter.num_workers
         to_retire = len(table.slots) - arbiter.num_workers - len(self.draining)
         if surplus <= 0 or to_retire <= 0:
             return
-        by_age = sorted(arbiter.WORKERS.items(), key=lambda item: item[1].age)
+        by_age = sorted(counted.items(), key=lambda item: item[1].age)
         victims = {pid for pid, _ in by_age[:surplus]}
         staying = self._staying()
         kept = {id(slot) for pid, slot in staying.items() if pid not in victims}
@@ -357,13 +412,6 @@ class Master:
         serving = set()
         for pid, slot in self._staying().items():
             if pid not in workers:
-                continue
-            if handoff.announced(workers[pid].tmp):  # leaving on its own (max_requests)
-                if slot not in self.vacated:
-                    self.vacated.add(slot)
-                    self.log.debug("worker %s is leaving on its own: slot %d gets no "
-                                   "new connections until its replacement serves",
-                                   pid, slot.number)
                 continue
             if pid in self.awaiting_boot:
                 if not self._has_booted(pid, workers[pid]):

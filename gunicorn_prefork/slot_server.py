@@ -7,12 +7,13 @@ prefork worker has it build :class:`SlotServer` instead, which differs in two wa
   ``max_accept = 1`` whenever there is more than one worker, to keep one *shared*
   socket fair between workers; a slot's socket has one worker, and accepting one
   connection per loop turn only leaves the rest waiting in the queue;
-* when it closes (HUP, ``max_requests``, TERM) it first accepts, without waiting, what
-  is already queued, then closes the socket at once. Where the master still holds
-  the socket this is a courtesy; where the worker holds the last reference (the
-  whole server stopping) it keeps those connections from a reset. It then waits, in
-  short steps, for the connections in hand (up to ``close_wait`` seconds), so the
-  worker exits as soon as they are done rather than on its loop's next 1 s tick.
+* closing it runs the worker's stop sequence (:attr:`SlotServer.on_close`), which
+  closes every server of the slot at once with :meth:`SlotServer.close_now`: stop
+  accepting, accept without waiting what is already queued, close the socket.
+  Where the master still holds the socket this is a courtesy; where the worker holds
+  the last reference (the whole server stopping) it keeps those connections from a
+  reset. Gunicorn's run loop calls ``close()`` on each server in turn; the first
+  call does the work, the others find their server closed.
 
 Handlers get the listener's address from :data:`listener_names`, taken while the
 socket was open (Gunicorn's handler asks the listener for it first thing,
@@ -21,10 +22,9 @@ which fails once the socket is closed).
 
 from __future__ import annotations
 
-import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
-import gevent
 from gevent.server import StreamServer
 
 #: Connections accepted per wake-up of a slot's server (gevent's own default).
@@ -40,12 +40,25 @@ servers: list[StreamServer] = []
 listener_names: dict[int, Any] = {}
 
 
+def busy() -> bool:
+    """Does any server of this process still have connections in hand?"""
+    return any(server.busy() for server in servers)
+
+
+def close_all() -> None:
+    """Stop accepting on every server of the slot, take their queues, close them."""
+    for server in servers:
+        server.stop_accepting()
+    for server in servers:
+        server.close_now()
+
+
 class SlotServer(StreamServer):  # type: ignore[misc]
     """gevent's StreamServer for a socket that only this worker accepts on."""
 
-    #: Longest :meth:`close` waits for the connections in hand (the worker sets it
-    #: to ``graceful_timeout``).
-    close_wait = 0.0
+    #: What ``close()`` runs (the worker sets it to its stop sequence); by default
+    #: the server just closes itself.
+    on_close: ClassVar[Callable[[], None] | None] = None
 
     def __init__(self, listener: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(listener, *args, **kwargs)
@@ -67,12 +80,17 @@ class SlotServer(StreamServer):  # type: ignore[misc]
     def close(self) -> None:
         if self.closed:
             return
+        if SlotServer.on_close is not None:
+            SlotServer.on_close()
+        self.close_now()
+
+    def close_now(self) -> None:
+        """Stop accepting, accept what is queued (without waiting), close."""
+        if self.closed:
+            return
         self.stop_accepting()
         self.accept_queued()
         super().close()
-        deadline = time.monotonic() + self.close_wait
-        while self.busy() and time.monotonic() < deadline:
-            gevent.sleep(0.01)
 
     def accept_queued(self) -> None:
         for _ in range(CLOSE_ACCEPT_LIMIT):

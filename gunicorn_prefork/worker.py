@@ -4,6 +4,19 @@ By the time a worker runs, the master has given it one slot's sockets and the ot
 slots' descriptors are closed (see :mod:`gunicorn_prefork.master`), so the gevent
 worker serves only its own listeners and everything else of Gunicorn (access log,
 limits, TLS, ``worker_connections``, ``graceful_timeout``) behaves as users know it.
+
+Stopping (invariants kept on every path: TERM, HUP and TTOU from the master, TERM
+or QUIT sent to the worker, ``max_requests``):
+
+* the worker keeps notifying the master (Gunicorn's heartbeat) while it waits for
+  anything, so ``timeout`` never kills a worker that drains; requests in flight
+  get ``graceful_timeout``, as with Gunicorn's gevent worker;
+* when it stops accepting it first accepts what is queued on its slot, so only the
+  master's copy of the socket is left to hold new connections for the next worker;
+* it tells the master it is leaving the moment ``alive`` turns false (see
+  :mod:`gunicorn_prefork.handoff`), so a replacement is forked at once;
+* on ``max_requests`` it keeps accepting until the master says (SIGTERM) that the
+  replacement serves: the slot is never without an accepting worker.
 """
 
 from __future__ import annotations
@@ -11,6 +24,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -18,9 +32,8 @@ import gevent
 from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 
-from . import arbiter_hook, date_cache, handoff
-from .coalesce import CoalescingSocket
-from .slot_server import SlotServer, listener_names, servers
+from . import arbiter_hook, coalesce, date_cache, handoff, slot_server
+from .slot_server import SlotServer, listener_names
 
 #: A replacement waiting out its back-off stops notifying this long before it boots.
 QUIET_BEFORE_BOOT = 1.5
@@ -33,16 +46,15 @@ YIELD_EVERY = 4
 #: Longest a quick shutdown (QUIT/INT) waits for requests already accepted.
 QUIT_GRACE_SECONDS = 1.0
 
+#: Steps in which a stopping worker looks whether it may go on.
+WAIT_STEP = 0.01
+
+#: Heartbeat interval while a worker waits (Gunicorn's own loop notifies every 1 s).
+NOTIFY_EVERY = 0.5
+
 
 def _leave(signum: int, frame: FrameType | None) -> None:
     sys.exit(0)
-
-
-def _wait_for_requests(limit: float) -> None:
-    """Until this worker's servers have no connection in hand, at most ``limit`` s."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline and any(server.busy() for server in servers):
-        gevent.sleep(0.01)
 
 
 class _NamedListener:
@@ -71,22 +83,37 @@ class Worker(GeventWorker):  # type: ignore[misc]
     #: Marks the worker classes the master-side plugin acts for.
     gunicorn_prefork = True
 
+    _alive = True
+    _told_master_serving = False
+    #: ``max_requests`` reached: serving on until the master says the replacement serves
+    _handing_over = False
+    #: the master (or anyone) sent TERM/QUIT/INT: stop accepting when the loop sees it
+    _told_to_stop = False
+
     @classmethod
     def setup(cls) -> None:
         """Called by Gunicorn in the master each time it loads the worker class."""
         arbiter_hook.install()
 
-    def run(self) -> None:
-        # Gunicorn's run() builds its servers from this module-level name.
-        ggevent.StreamServer = SlotServer
-        SlotServer.close_wait = float(self.cfg.graceful_timeout)
-        super().run()
+    # -- liveness ------------------------------------------------------------------
 
-    def handle(self, listener: Any, client: Any, addr: Any) -> None:
-        name = listener_names.get(id(listener))
-        if name is not None:
-            listener = _NamedListener(listener, name)
-        super().handle(listener, client, addr)
+    @property
+    def alive(self) -> bool:
+        """Gunicorn's flag; turning it false (max_requests, TERM, QUIT) announces
+        to the master that this worker leaves."""
+        return self._alive
+
+    @alive.setter
+    def alive(self, value: bool) -> None:
+        leaving = self._alive and not value
+        self._alive = value
+        if leaving and getattr(self, "booted", False):
+            self._handing_over = not self._told_to_stop and self.nr >= self.max_requests
+            handoff.announce(self.tmp, self.ppid)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._told_to_stop = True
+        super().handle_exit(sig, frame)
 
     def notify(self) -> None:
         """Gunicorn's heartbeat; the first one, from the serving loop, also wakes the
@@ -96,67 +123,77 @@ class Worker(GeventWorker):  # type: ignore[misc]
             self._told_master_serving = True
             handoff.wake_master(self.ppid)
 
-    _told_master_serving = False
+    def _wait_while(self, condition: Callable[[], bool], limit: float) -> None:
+        """While ``condition()`` holds, at most ``limit`` s, notifying the master."""
+        deadline = time.monotonic() + limit
+        notified = time.monotonic()
+        while condition() and (now := time.monotonic()) < deadline:
+            if now - notified >= NOTIFY_EVERY:
+                self.notify()
+                notified = now
+            gevent.sleep(WAIT_STEP)
+
+    # -- serving -------------------------------------------------------------------
+
+    def run(self) -> None:
+        # Gunicorn's run() builds its servers from this module-level name.
+        ggevent.StreamServer = SlotServer
+        SlotServer.on_close = self._stop_serving
+        super().run()
+
+    def _stop_serving(self) -> None:
+        """Gunicorn's run loop saw ``alive`` turn false and closes the servers."""
+        if self._handing_over:
+            self._wait_while(lambda: not self._told_to_stop, float(self.cfg.timeout))
+        slot_server.close_all()
+        self._wait_while(slot_server.busy, float(self.cfg.graceful_timeout))
+
+    def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        name = listener_names.get(id(listener))
+        if name is not None:
+            listener = _NamedListener(listener, name)
+        super().handle(listener, client, addr)
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
-        """Gunicorn's request handling, with two changes for speed and fairness.
+        """Gunicorn's request handling, yielding to the hub every few requests.
 
-        The response goes out through a :class:`CoalescingSocket` (headers and a
-        small body in one send). Every :data:`YIELD_EVERY` requests the worker
-        yields to the gevent hub: Gunicorn serves the next request of a keep-alive
-        connection at once when it is already buffered, so a few busy connections
-        would starve the rest (and new ones waiting to be accepted) — a p50 of 1 ms
-        with a p99 of seconds.
+        Every :data:`YIELD_EVERY` requests the worker yields to the gevent hub:
+        Gunicorn serves the next request of a keep-alive connection at once when it
+        is already buffered, so a few busy connections would starve the rest (and
+        new ones waiting to be accepted) — a p50 of 1 ms with a p99 of seconds.
         """
-        out = CoalescingSocket(sock)
         try:
-            return super().handle_request(listener_name, req, out, addr)
+            return super().handle_request(listener_name, req, sock, addr)
         finally:
-            out.flush()
-            if not self.alive and self.nr >= self.max_requests:
-                self._leave_on_our_own()
             if self.nr % YIELD_EVERY == 0:
                 gevent.sleep(0)
-
-    def _leave_on_our_own(self) -> None:
-        """``max_requests`` reached: hand the slot over, finish, exit (see handoff)."""
-        if self._leaving:
-            return
-        self._leaving = True
-        handoff.announce(self.tmp, self.ppid)
-        gevent.spawn(self._finish_and_exit)
-
-    _leaving = False
-
-    def _finish_and_exit(self) -> None:
-        gevent.sleep(handoff.HANDOFF_SECONDS)
-        for server in servers:
-            server.close()
-        _wait_for_requests(self.cfg.graceful_timeout)
-        sys.exit(0)
 
     def handle_quit(self, sig: int, frame: FrameType | None) -> None:
         """Quick shutdown (QUIT, INT; the old master after USR2).
 
         Gunicorn's gevent worker keeps accepting and exits 0.1 s later, cutting off
         what it accepted meanwhile (on a busy machine, even short requests). Here the
-        worker stops accepting at once, so its queue stays with the socket for the
-        other holders, and exits as soon as the requests it already accepted are
-        answered, at most :data:`QUIT_GRACE_SECONDS` later.
+        worker tells the master at once (which steers new connections to the other
+        slots and forks a replacement), accepts for :data:`handoff.HANDOFF_SECONDS`
+        more (what was on its way), accepts what is queued, and exits as soon as the
+        requests it accepted are answered, at most :data:`QUIT_GRACE_SECONDS` later.
         """
-        for server in servers:
-            if not server.closed:
-                server.stop_accepting()
+        self._told_to_stop = True
+        self.alive = False
         gevent.spawn(self._quick_exit)
 
     def _quick_exit(self) -> None:
-        self.alive = False
         self.cfg.worker_int(self)
-        _wait_for_requests(QUIT_GRACE_SECONDS)
+        gevent.sleep(handoff.HANDOFF_SECONDS)
+        slot_server.close_all()
+        self._wait_while(slot_server.busy, QUIT_GRACE_SECONDS)
         sys.exit(0)
+
+    # -- booting -------------------------------------------------------------------
 
     def init_process(self) -> None:
         date_cache.install()
+        coalesce.install()
         self._wait_recover_interval()
         super().init_process()
 
