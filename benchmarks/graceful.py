@@ -1,0 +1,226 @@
+"""Graceful paths against stock ``-k gevent``, same run (issue 8's tables).
+
+    python benchmarks/graceful.py                       # every scenario, ~3 min
+    python benchmarks/graceful.py --scenarios cut_hup,early --variants prefork,gevent
+
+Each scenario starts a fresh server per variant on 127.0.0.1 (``prefork``: ours;
+``gevent``: ``-k gevent`` on Gunicorn's shared socket), with the app in
+``benchmarks/apps/graceful_apps.py``, and prints one markdown row per variant:
+
+- ``cut_hup`` / ``cut_term`` / ``cut_ttou``: ``--timeout 4 --graceful-timeout 30``, 2
+  workers, 6 (TTOU: 8) concurrent requests of 8 s (cooperative sleep); at 0.5 s HUP to
+  the master, TERM to each worker, or TTOU. Served / sent.
+- ``early``: seconds until the first response bytes of an SSE stream (``yield b""``,
+  then 2 s), a HEAD on a generator of 4 chunks 0.5 s apart, and a raw response written
+  on ``environ["gunicorn.socket"]`` (then 2 s); and that socket's class module.
+- ``recycle``: wrk ``-c 16 -t 2 -d 8`` with ``Connection: close``, ``--max-requests
+  1000 --max-requests-jitter 100``, 2 workers: req/s, p99, recycles.
+- ``recycle_one``: 1 worker, ``--max-requests 3``: one request, two of 6 s, then (1.5 s
+  after the worker announced its restart) a short one: how long that one took.
+- ``quit``: 2 workers; QUIT to one, then 30 short requests from 3 clients: how many
+  took over 100 ms, and the slowest.
+- ``pool``: ``--worker-connections 100``, 2 workers, 400 concurrent requests of 3 s:
+  the slowest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from _common import HOST, free_port, worker_of
+
+HERE = Path(__file__).resolve().parent
+GUNICORN = str(Path(sys.executable).parent / "gunicorn")
+VARIANTS = {"prefork": "gunicorn_prefork.Worker", "gevent": "gevent"}
+
+
+@contextlib.contextmanager
+def server(variant: str, workers: int,
+           *args: str) -> Iterator[tuple[int, subprocess.Popen[bytes], Path]]:
+    port = free_port()
+    run_dir = Path(tempfile.mkdtemp(prefix=f"graceful-{variant}-"))
+    log = run_dir / "gunicorn.log"
+    config = run_dir / "gunicorn.conf.py"
+    config.write_text("control_socket_disable = True\nprefork_recover_threshold = 0\n"
+                      if variant == "prefork" else "control_socket_disable = True\n")
+    env = dict(os.environ, PYTHONPATH=str(HERE / "apps"))
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [GUNICORN, "-c", str(config), "-k", VARIANTS[variant], "-w", str(workers),
+             "-b", f"{HOST}:{port}", *args, "graceful_apps:app"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        seen: set[str] = set()
+        while len(seen) < workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{variant} did not start:\n{log.read_text()}")
+            with contextlib.suppress(OSError, ValueError):
+                seen.add(worker_of(port))
+            time.sleep(0.05)
+        yield port, proc, log
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(40)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def http(port: int, path: str = "/", method: str = "GET", timeout: float = 60) -> float:
+    """Seconds until a complete response (raises on a cut-off)."""
+    start = time.monotonic()
+    with socket.create_connection((HOST, port), timeout=timeout) as conn:
+        conn.sendall(f"{method} {path} HTTP/1.0\r\nHost: b\r\n\r\n".encode())
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    if not data.startswith(b"HTTP/1.1 200"):
+        raise ConnectionAbortedError(data[:60])
+    return time.monotonic() - start
+
+
+def first_bytes(port: int, path: str, method: str = "GET") -> float:
+    start = time.monotonic()
+    with socket.create_connection((HOST, port), timeout=10) as conn:
+        conn.sendall(f"{method} {path} HTTP/1.1\r\nHost: b\r\n\r\n".encode())
+        conn.recv(1)
+    return time.monotonic() - start
+
+
+def concurrent_requests(port: int, count: int, path: str, event: Callable[[], None],
+                        delay: float = 0.5) -> list[float | None]:
+    def one(_: int) -> float | None:
+        try:
+            return http(port, path)
+        except OSError:
+            return None
+
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        futures = [pool.submit(one, n) for n in range(count)]
+        time.sleep(delay)
+        event()
+        return [future.result() for future in futures]
+
+
+def cut(variant: str, event_name: str) -> str:
+    count = 8 if event_name == "ttou" else 6
+    with server(variant, 2, "--timeout", "4", "--graceful-timeout", "30") as (port, proc, _):
+        def event() -> None:
+            if event_name == "hup":
+                os.kill(proc.pid, signal.SIGHUP)
+            elif event_name == "ttou":
+                os.kill(proc.pid, signal.SIGTTOU)
+            else:
+                for pid in children(proc.pid):
+                    os.kill(pid, signal.SIGTERM)
+        times = concurrent_requests(port, count, "/sleep?8", event)
+    served = sum(t is not None for t in times)
+    return f"{served}/{count} served"
+
+
+def early(variant: str) -> str:
+    with server(variant, 2) as (port, _, _):
+        sse = first_bytes(port, "/sse")
+        head = first_bytes(port, "/chunks", "HEAD")
+        hijack = first_bytes(port, "/hijack")
+        with socket.create_connection((HOST, port), timeout=5) as conn:
+            conn.sendall(b"GET /socket HTTP/1.0\r\n\r\n")
+            data = b""
+            while chunk := conn.recv(4096):
+                data += chunk
+        module = data.rpartition(b"\r\n\r\n")[2].decode()
+    return f"SSE {sse:.3f} s, HEAD {head:.3f} s, hijack {hijack:.3f} s, socket from {module}"
+
+
+def recycle(variant: str) -> str:
+    args = ("--max-requests", "1000", "--max-requests-jitter", "100")
+    with server(variant, 2, *args) as (port, _, log):
+        out = subprocess.run(["wrk", "-c", "16", "-t", "2", "-d", "8", "--latency",
+                              "-H", "Connection: close", f"http://{HOST}:{port}/"],
+                             capture_output=True, text=True, check=True).stdout
+        recycles = log.read_text().count("Autorestarting worker")
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p99 = re.search(r"99%\s+([\d.]+\w+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return (f"{float(rps.group(1)) if rps else 0:,.0f} req/s, p99 {p99.group(1) if p99 else '?'}, "
+            f"{recycles} recycles" + (f", errors: {errors.group(1)}" if errors else ""))
+
+
+def recycle_one(variant: str) -> str:
+    with server(variant, 1, "--max-requests", "3") as (port, _, log):  # start: 1 request
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            slow = [pool.submit(http, port, "/sleep?6") for _ in range(2)]
+            deadline = time.monotonic() + 10
+            while "Autorestarting" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.5)
+            third = pool.submit(http, port, "/").result()
+            for future in slow:
+                future.result()
+    return f"third client took {third:.2f} s"
+
+
+def quit_one(variant: str) -> str:
+    with server(variant, 2) as (port, proc, _):
+        os.kill(children(proc.pid)[0], signal.SIGQUIT)
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            times = list(pool.map(lambda _: http(port, "/", timeout=10), range(30)))
+    slow = [t for t in times if t > 0.1]
+    return f"{len(slow)}/30 over 100 ms, slowest {max(times):.3f} s"
+
+
+def pool(variant: str) -> str:
+    with server(variant, 2, "--worker-connections", "100", "--backlog", "2048") as (port, _, _):
+        times = concurrent_requests(port, 400, "/sleep?3", lambda: None, 0)
+    served = [t for t in times if t is not None]
+    return f"{len(served)}/400 served, slowest {max(served):.2f} s"
+
+
+SCENARIOS: dict[str, Callable[[str], str]] = {
+    "cut_hup": lambda v: cut(v, "hup"),
+    "cut_term": lambda v: cut(v, "term"),
+    "cut_ttou": lambda v: cut(v, "ttou"),
+    "early": early,
+    "recycle": recycle,
+    "recycle_one": recycle_one,
+    "quit": quit_one,
+    "pool": pool,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    args = parser.parse_args()
+    import gunicorn
+    print(f"gunicorn {gunicorn.__version__}, Python {sys.version.split()[0]}\n")
+    print("| scenario | variant | result |\n|---|---|---|")
+    for name in args.scenarios.split(","):
+        for variant in args.variants.split(","):
+            print(f"| {name} | {variant} | {SCENARIOS[name](variant)} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
