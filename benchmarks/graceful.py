@@ -94,7 +94,7 @@ def http(port: int, path: str = "/", method: str = "GET", timeout: float = 60) -
         data = b""
         while chunk := conn.recv(65536):
             data += chunk
-    if not data.startswith(b"HTTP/1.1 200"):
+    if not data.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")):
         raise ConnectionAbortedError(data[:60])
     return time.monotonic() - start
 

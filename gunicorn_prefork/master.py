@@ -244,6 +244,7 @@ class Master:
                     self.handovers[old] = pid
                     self.log.info("worker %s takes over slot %d from worker %s, which "
                                   "accepts until it serves", pid, slot.number, old)
+                    break
             self.assignment[pid] = slot
             self.log.debug("worker %s serves slot %d", pid, slot.number)
             if slot in self.vacated:
@@ -297,6 +298,8 @@ class Master:
         Runs from the main loop only (it forks).
         """
         workers = self.arbiter.WORKERS
+        for pid in [pid for pid in self.handovers if pid not in workers]:
+            del self.handovers[pid]  # reaped since
         for pid, worker in list(workers.items()):
             if pid in self.handovers or pid in self.leaving or pid not in self.assignment:
                 continue

@@ -147,7 +147,7 @@ def _read_until(conn: socket.socket, marker: bytes) -> bytes:
 def one_worker(tmp_path: Path):  # type: ignore[no-untyped-def]
     port = free_port()
     config = PREFORK + f'bind = "127.0.0.1:{port}"\nworkers = 1\n'
-    with running(tmp_path, config=config, app="streams:app") as server:
+    with running(tmp_path, config=config, app="streams:app"):
         wait_for(lambda: request("127.0.0.1", port, "/socket")[0] == 200, what="serving")
         yield port
 

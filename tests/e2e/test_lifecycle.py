@@ -8,6 +8,7 @@ response. For SIGKILL only what the killed worker had already accepted may die.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import time
@@ -36,9 +37,15 @@ def test_max_requests_recycling(tmp_path: Path, keepalive: bool) -> None:
         load = Load(port, concurrency=16, keepalive=keepalive).start()
         time.sleep(6)
         result = load.stop()
-        assert server.log().count("Autorestarting worker") >= 3, "no recycling happened"
+        log = server.log()
+        assert log.count("Autorestarting worker") >= 3, "no recycling happened"
     assert result.lost == 0, result
     assert len(result.workers) > 3, result
+    # every worker after the first three is the successor of exactly one leaving worker
+    booted = re.findall(r"Booting worker with pid: (\d+)", log)[3:]
+    successors = re.findall(r"worker (\d+) takes over slot \d+ from worker \d+", log)
+    assert sorted(successors) == sorted(set(successors)), log
+    assert set(booted) <= set(successors), log
 
 
 @pytest.mark.parametrize("keepalive", MODES)
