@@ -3,8 +3,8 @@
 Installed from ``Worker.setup()``, which Gunicorn calls in the master whenever it
 loads the worker class (at start and after every HUP), so a bare
 ``-k gunicorn_prefork.Worker`` is enough and nothing depends on the user's hooks or
-on the Config object (a HUP throws that away). The wrapped methods exist under the
-same names and signatures in every supported Gunicorn (20.1 to 27):
+on the Config object (a HUP throws that away). What is wrapped (through
+:func:`gunicorn_prefork._gunicorn.install_arbiter`, which lists the versions):
 
 =========================  =====================================================
 ``Arbiter.start``          read and check the settings; fail start-up clearly
@@ -19,7 +19,7 @@ same names and signatures in every supported Gunicorn (20.1 to 27):
                            after; steer; fire ``prefork_on_ready``
 ``os.waitpid`` as seen     classify each reaped worker's exit status (Gunicorn's
   by ``gunicorn.arbiter``  ``child_exit`` hook is not given it)
-fork (child side)          close the other slots' descriptors, mark the child
+fork (child side)          :func:`gunicorn_prefork.fork_plan.after_fork_in_child`
 =========================  =====================================================
 
 Each wrapper does nothing unless the arbiter runs our worker class.
@@ -27,17 +27,13 @@ Each wrapper does nothing unless the arbiter runs our worker class.
 
 from __future__ import annotations
 
-import functools
 import os
-import types
 from collections.abc import Callable
 from typing import Any
 
-import gunicorn.arbiter
-import gunicorn.sock
-
-from .errors import PreforkError
-from .master import Master, fail_startup
+from . import _gunicorn, fork_plan
+from .errors import PreforkError, fail_startup
+from .master import Master
 
 #: The plugin's state in this master process (inherited, and ignored, by workers).
 current: Master | None = None
@@ -46,9 +42,9 @@ _installed = False
 
 def _ours(arbiter: Any) -> Master | None:
     master = current
-    if master is None or master.arbiter is not arbiter or master.pid != os.getpid():
+    if master is None or master.server.arbiter is not arbiter or master.pid != os.getpid():
         return None
-    if not getattr(arbiter.worker_class, "gunicorn_prefork", False):
+    if not master.server.runs_prefork():
         return None
     return master
 
@@ -56,7 +52,7 @@ def _ours(arbiter: Any) -> Master | None:
 def _start(original: Callable[..., Any]) -> Callable[..., Any]:
     def start(self: Any) -> Any:
         global current
-        if getattr(self.worker_class, "gunicorn_prefork", False):
+        if _gunicorn.ArbiterView(self).runs_prefork():
             try:
                 master = Master(self)
                 master.prepare_start()
@@ -125,36 +121,10 @@ def _manage_workers(original: Callable[..., Any]) -> Callable[..., Any]:
     return manage_workers
 
 
-class _ArbiterOs(types.ModuleType):
-    """``os`` as the arbiter module sees it: ``waitpid`` also reports to the plugin.
-
-    Only ``gunicorn.arbiter``'s global name ``os`` is replaced; everything else
-    (and every other module) keeps the real ``os``.
-    """
-
-    def __init__(self) -> None:
-        super().__init__("os")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(os, name)
-
-    @staticmethod
-    def waitpid(pid: int, options: int) -> tuple[int, int]:
-        wpid, status = os.waitpid(pid, options)
-        master = current
-        if wpid and master is not None and master.pid == os.getpid():
-            master.on_reaped(wpid, status)
-        return wpid, status
-
-
-def _after_fork_in_child() -> None:
-    if current is not None:
-        current.after_fork_in_child()
-
-
-def _wrap(owner: Any, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
-    original = getattr(owner, name)
-    setattr(owner, name, functools.wraps(original)(make(original)))
+def _on_reaped(pid: int, status: int) -> None:
+    master = current
+    if master is not None and master.pid == os.getpid():
+        master.on_reaped(pid, status)
 
 
 def install() -> None:
@@ -163,12 +133,8 @@ def install() -> None:
     if _installed:
         return
     _installed = True
-    arbiter = gunicorn.arbiter.Arbiter
-    _wrap(arbiter, "start", _start)
-    _wrap(arbiter, "setup", _setup)
-    _wrap(arbiter, "spawn_worker", _spawn_worker)
-    _wrap(arbiter, "kill_worker", _kill_worker)
-    _wrap(arbiter, "manage_workers", _manage_workers)
-    _wrap(gunicorn.sock, "create_sockets", _create_sockets)
-    gunicorn.arbiter.os = _ArbiterOs()
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    _gunicorn.install_arbiter(
+        {"start": _start, "setup": _setup, "spawn_worker": _spawn_worker,
+         "kill_worker": _kill_worker, "manage_workers": _manage_workers},
+        create_sockets=_create_sockets, on_reaped=_on_reaped)
+    os.register_at_fork(after_in_child=fork_plan.after_fork_in_child)

@@ -19,13 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gunicorn.http import wsgi
+from . import _gunicorn
 
 #: A body write up to this size is joined to the headers in one buffer; larger
 #: ones go out right after them, uncopied.
 JOIN_LIMIT = 64 * 1024
 
-_original_write: Callable[[Any, bytes], None] = wsgi.Response.write
+Write = Callable[[Any, bytes], None]
 
 
 class HeaderJoiner:
@@ -64,21 +64,23 @@ class HeaderJoiner:
         return getattr(self._sock, name)
 
 
-def write(response: Any, data: bytes) -> None:
-    """``Response.write``, with the headers joined to the first body bytes."""
-    if response.headers_sent:
-        _original_write(response, data)
-        return
-    sock = response.sock
-    joiner = HeaderJoiner(sock)
-    response.sock = joiner
-    try:
-        _original_write(response, data)
-    finally:
-        response.sock = sock
-        joiner.flush()
+def joining(original: Write) -> Write:
+    """``Response.write`` (``original``), with the headers joined to the first body bytes."""
+    def write(response: Any, data: bytes) -> None:
+        if _gunicorn.response_headers_sent(response):
+            original(response, data)
+            return
+        sock = _gunicorn.response_socket(response)
+        joiner = HeaderJoiner(sock)
+        _gunicorn.set_response_socket(response, joiner)
+        try:
+            original(response, data)
+        finally:
+            _gunicorn.set_response_socket(response, sock)
+            joiner.flush()
+    return write
 
 
 def install() -> None:
     """In a worker process: every response's first write joins headers and body."""
-    wsgi.Response.write = write
+    _gunicorn.install_response_write(joining)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from gunicorn import util
+from . import _gunicorn
 
-_original: Callable[..., str] = util.http_date
+_original: Callable[..., str] = _gunicorn.http_date
 _cache: tuple[int, str] = (-1, "")
 
 
@@ -30,4 +30,4 @@ def http_date(timestamp: float | None = None) -> str:
 
 
 def install() -> None:
-    util.http_date = http_date
+    _gunicorn.install_http_date(http_date)

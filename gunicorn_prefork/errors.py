@@ -6,6 +6,9 @@ status 1, the status Gunicorn uses when it cannot load its configuration or bind
 
 from __future__ import annotations
 
+import sys
+from typing import Any, NoReturn
+
 #: A ``prefork_*`` setting is invalid, or the listeners cannot be created
 #: (port in use, a ``unix:`` bind with reuseport, no SO_REUSEPORT on this platform).
 EXIT_STARTUP_ERROR = 1
@@ -41,3 +44,11 @@ class OverRecoveryError(PreforkError):
     """
 
     exit_status = EXIT_OVER_RECOVERY
+
+
+def fail_startup(log: Any, cfg: Any, error: PreforkError) -> NoReturn:
+    """One clear line, Gunicorn's start-up exit status, no traceback."""
+    log.error("Error: %s", error)
+    if getattr(cfg, "errorlog", "-") != "-":
+        print(f"Error: {error}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_STARTUP_ERROR)

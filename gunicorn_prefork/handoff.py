@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any
 
 #: How long a worker leaving quickly (QUIT) keeps accepting after announcing it (the
 #: master, woken at once, steers new connections away well within that).
@@ -39,18 +38,22 @@ def wake_master(ppid: int) -> None:
         pass
 
 
-def announce(tmp: Any, ppid: int) -> None:
+def announce(heartbeat_fd: int | None, ppid: int) -> None:
     """Worker side: mark the heartbeat file (its size becomes 1), wake the master."""
+    if heartbeat_fd is None:
+        return
     try:
-        os.ftruncate(tmp.fileno(), 1)
-    except (AttributeError, OSError, ValueError):
+        os.ftruncate(heartbeat_fd, 1)
+    except OSError:
         return
     wake_master(ppid)
 
 
-def announced(tmp: Any) -> bool:
+def announced(heartbeat_fd: int | None) -> bool:
     """Master side: has this worker said it is leaving?"""
+    if heartbeat_fd is None:
+        return False
     try:
-        return os.fstat(tmp.fileno()).st_size > 0
-    except (AttributeError, OSError, ValueError):
+        return os.fstat(heartbeat_fd).st_size > 0
+    except OSError:
         return False

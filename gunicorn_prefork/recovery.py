@@ -15,6 +15,15 @@ sees every reaped status (see ``arbiter_hook``) and classifies each worker exit:
 Crashes (and timeouts with ``prefork_count_timeouts``) are counted; more than
 ``threshold`` of them within ``window`` seconds (0 = the master's whole life) means
 the master halts with :data:`EXIT_OVER_RECOVERY`.
+
+Back-off (fasthttp's ``RecoverInterval``): each counted crash leaves a
+:class:`Replacement` due ``prefork_recover_interval`` seconds later. The master forks
+the crashed slot's next worker at once (its loop never waits) and hands it the time
+left as its boot delay; the worker waits that long before it boots.
+
+Invariants: the master halts only from its main loop (:meth:`Recovery.take_halt`),
+never from a signal handler or a hook, so it halts once; a replacement is taken at
+most once.
 """
 
 from __future__ import annotations
@@ -23,7 +32,9 @@ import enum
 import os
 import signal
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import EXIT_OVER_RECOVERY
 
@@ -81,13 +92,15 @@ class CrashCounter:
         self.window = window
 
     def record(self, crash: Crash) -> None:
+        if self.window > 0:  # older crashes can never count again
+            while self.crashes and self.crashes[0].at <= crash.at - self.window:
+                self.crashes.popleft()
         self.crashes.append(crash)
         self.total += 1
 
     def recent(self, now: float) -> list[Crash]:
         if self.window > 0:
-            while self.crashes and self.crashes[0].at <= now - self.window:
-                self.crashes.popleft()
+            return [crash for crash in self.crashes if crash.at > now - self.window]
         return list(self.crashes)
 
     def over(self, now: float) -> bool:
@@ -100,3 +113,47 @@ class CrashCounter:
         return (f"halting: {len(recent)} worker crashes {span} exceed "
                 f"prefork_recover_threshold = {self.threshold} (last: {causes}); "
                 f"exit status {EXIT_OVER_RECOVERY}")
+
+
+@dataclass
+class Replacement:
+    """A crashed worker waiting for its successor, due no earlier than ``not_before``."""
+
+    slot: Any
+    old_worker: Any
+    not_before: float
+
+
+class Recovery:
+    """Crash counting, the halt decision and the crashed slots' back-off."""
+
+    def __init__(self, threshold: int, window: float) -> None:
+        self.crashes = CrashCounter(threshold, window)
+        self.replacements: list[Replacement] = []
+        self.halt_pending = False
+
+    def configure(self, threshold: int, window: float) -> None:
+        self.crashes.configure(threshold, window)
+
+    def record(self, crash: Crash, slot: Any, worker: Any, interval: float) -> int:
+        """Count a crash; returns the crashes in the window now."""
+        self.crashes.record(crash)
+        self.replacements.append(Replacement(slot, worker, crash.at + interval))
+        if self.crashes.over(crash.at):
+            self.halt_pending = True
+        return len(self.crashes.recent(crash.at))
+
+    def take_replacement(self, slot: Any, live_slots: Sequence[Any]) -> Replacement | None:
+        """The pending replacement for ``slot`` (any, with no slots), if one is due."""
+        self.replacements = [r for r in self.replacements
+                             if r.slot is None or any(r.slot is s for s in live_slots)]
+        for replacement in self.replacements:
+            if slot is None or replacement.slot is slot:
+                self.replacements.remove(replacement)
+                return replacement
+        return None
+
+    def take_halt(self) -> bool:
+        """From the main loop: should the master halt now? (Answers yes once.)"""
+        pending, self.halt_pending = self.halt_pending, False
+        return pending

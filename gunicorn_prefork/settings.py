@@ -18,13 +18,11 @@ setting, the value and where it came from.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gunicorn.config import Setting
-
+from . import _gunicorn
 from .errors import SettingError
 from .plugin_log import LoggerLike, import_path, resolve_logger
 
@@ -145,33 +143,10 @@ def _register_with_gunicorn() -> None:
     every source gives the same one-line error.
     """
     for spec in SPECS:
-        type(
-            "Setting_" + spec.name,
-            (Setting,),
-            {
-                "name": spec.name,
-                "section": "Prefork",
-                "validator": lambda value: value,
-                "default": None,
-                "desc": spec.desc,
-                "__module__": __name__,
-            },
-        )
+        _gunicorn.register_setting(spec.name, spec.desc)
 
 
 _register_with_gunicorn()
-
-
-def config_namespace(cfg: Any) -> Mapping[str, object]:
-    """The names defined by the configuration file or module this run loaded."""
-    location = None
-    if "config" in cfg.settings:
-        location = cfg.settings["config"].get()
-    if isinstance(location, str) and location.startswith("python:"):
-        module = sys.modules.get(location[len("python:"):])
-    else:
-        module = sys.modules.get("__config__")
-    return vars(module) if module is not None else {}
 
 
 def _raw_value(spec: _Spec, cfg: Any, namespace: Mapping[str, object],
@@ -180,16 +155,16 @@ def _raw_value(spec: _Spec, cfg: Any, namespace: Mapping[str, object],
         return environ[spec.env], f"environment variable {spec.env}"
     if spec.name in namespace:
         return namespace[spec.name], "the configuration file"
-    setting = cfg.settings.get(spec.name)
-    if setting is not None and setting.get() is not None:
-        return setting.get(), "the configuration"
+    value = _gunicorn.registered_value(cfg, spec.name)
+    if value is not None:
+        return value, "the configuration"
     return _MISSING, "default"
 
 
 def load(cfg: Any, environ: Mapping[str, str] | None = None) -> PreforkSettings:
     """Read and validate every ``prefork_*`` setting for this configuration."""
     environ = os.environ if environ is None else environ
-    namespace = config_namespace(cfg)
+    namespace = _gunicorn.config_namespace(cfg)
     values: dict[str, Any] = {}
     for spec in SPECS:
         raw, source = _raw_value(spec, cfg, namespace, environ)

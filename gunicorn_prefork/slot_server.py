@@ -27,6 +27,8 @@ from typing import Any, ClassVar
 
 from gevent.server import StreamServer
 
+from . import _gunicorn
+
 #: Connections accepted per wake-up of a slot's server (gevent's own default).
 ACCEPT_BATCH = 100
 
@@ -67,7 +69,7 @@ class SlotServer(StreamServer):  # type: ignore[misc]
 
     def busy(self) -> bool:
         """Are connections still in hand?"""
-        return self.pool is not None and self.pool.free_count() != self.pool.size
+        return _gunicorn.busy(self)
 
     @property
     def max_accept(self) -> int:
@@ -94,10 +96,5 @@ class SlotServer(StreamServer):  # type: ignore[misc]
 
     def accept_queued(self) -> None:
         for _ in range(CLOSE_ACCEPT_LIMIT):
-            try:
-                accepted = self.do_read()
-            except OSError:
+            if not _gunicorn.accept_one(self):
                 return
-            if not accepted:
-                return
-            self.do_handle(*accepted)

@@ -35,8 +35,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from gunicorn import sock as gsock
-
+from . import _gunicorn
 from .errors import StartupError
 
 Address = tuple[Any, ...]
@@ -50,15 +49,15 @@ class _ReusePortMixin:
         return super().set_options(sock, bound=bound)  # type: ignore[misc,no-any-return]
 
 
-class ReusePortTCPSocket(_ReusePortMixin, gsock.TCPSocket):  # type: ignore[misc]
+class ReusePortTCPSocket(_ReusePortMixin, _gunicorn.TCPSocket):  # type: ignore[misc]
     """IPv4 listener of one slot."""
 
 
-class ReusePortTCP6Socket(_ReusePortMixin, gsock.TCP6Socket):  # type: ignore[misc]
+class ReusePortTCP6Socket(_ReusePortMixin, _gunicorn.TCP6Socket):  # type: ignore[misc]
     """IPv6 listener of one slot (``[::]`` also serves IPv4 where the host allows)."""
 
 
-def _socket_class(address: Address) -> type[gsock.BaseSocket]:
+def _socket_class(address: Address) -> type[Any]:
     family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
     return ReusePortTCP6Socket if family == socket.AF_INET6 else ReusePortTCPSocket
 
@@ -120,7 +119,7 @@ def _probe_free(address: Address) -> None:
         probe.close()
 
 
-def queued(listener: gsock.BaseSocket) -> int:
+def queued(listener: Any) -> int:
     """Connections waiting in a listening socket's accept queue (``tcpi_unacked``)."""
     sock = listener.sock
     if sock is None:
@@ -135,7 +134,7 @@ def queued(listener: gsock.BaseSocket) -> int:
 class Slot:
     """The listeners one worker serves: one socket per bind."""
 
-    def __init__(self, number: int, sockets: list[gsock.BaseSocket]) -> None:
+    def __init__(self, number: int, sockets: list[Any]) -> None:
         self.number = number
         self.sockets = sockets
 
@@ -169,7 +168,7 @@ class SlotTable:
         """
         held = set(held)
         table = cls(cfg, log, [])
-        first: list[gsock.BaseSocket] = []
+        first: list[Any] = []
         try:
             for bind in binds:
                 if bind[1] != 0 and bind not in held:
@@ -230,7 +229,7 @@ class SlotTable:
             table.slots.append(Slot(next(table._numbers), [column[row] for column in columns]))
         return table
 
-    def _open(self, address: Address) -> gsock.BaseSocket:
+    def _open(self, address: Address) -> Any:
         try:
             return _socket_class(address)(address, self.cfg, self.log)
         except OSError as exc:
@@ -240,7 +239,7 @@ class SlotTable:
 
     def add(self) -> Slot:
         """One more slot on the same resolved addresses (TTIN, more workers on HUP)."""
-        opened: list[gsock.BaseSocket] = []
+        opened: list[Any] = []
         try:
             for address in self.addresses:
                 opened.append(self._open(address))
@@ -270,15 +269,9 @@ class SlotTable:
             slot.close()
         self.slots = []
 
-    def close_except(self, keep: Slot) -> None:
-        """In a freshly forked worker: close every other slot's descriptors."""
-        for slot in self.slots:
-            if slot is not keep:
-                slot.close()
-
     # -- views ---------------------------------------------------------------------
 
-    def listeners(self) -> list[gsock.BaseSocket]:
+    def listeners(self) -> list[Any]:
         return [listener for slot in self.slots for listener in slot.sockets]
 
     def owns(self, listener: object) -> bool:

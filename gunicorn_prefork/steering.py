@@ -1,5 +1,11 @@
 """Steering new connections between the listeners of one SO_REUSEPORT group.
 
+Two parts: the *policy*, :func:`allowed_indices`, a pure function of the slots'
+states (which slots serve, which drain, which hold connections nobody accepts),
+and the *mechanism*, a classic BPF program attached to the group (:func:`attach`,
+:func:`detach`, and :class:`Steerer`, which attaches a new program only when the
+allowed set changes).
+
 A classic BPF program attached with ``SO_ATTACH_REUSEPORT_CBPF`` (no privileges
 needed; it applies to the whole group, whichever listening member attaches it) returns
 the *index* of the socket that gets each new connection. Indices follow the order in
@@ -20,7 +26,8 @@ import ctypes
 import errno
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from typing import Any
 
 SO_ATTACH_REUSEPORT_CBPF = 51
 SO_DETACH_REUSEPORT_BPF = 68
@@ -70,3 +77,52 @@ def detach(sock: socket.socket) -> None:
     except OSError as exc:
         if exc.errno != errno.ENOENT:  # no program attached: nothing to do
             raise
+
+
+def allowed_indices(count: int, serving: Collection[int], draining: Collection[int],
+                    stranded: Collection[int], num_workers: int) -> tuple[int, ...]:
+    """Which of ``count`` slot indices may take new connections; ``()`` = all of them
+    (the kernel's plain hash).
+
+    New connections go only to serving slots that do not drain. When none serves
+    (every worker recycling at once), they queue on the slots that will get a worker,
+    not on those about to close or holding connections nobody accepts, at most
+    ``num_workers`` of them. Allowing all (or none) means plain hashing.
+    """
+    allowed = tuple(index for index in range(count)
+                    if index in serving and index not in draining)
+    if not allowed:
+        allowed = tuple(index for index in range(count)
+                        if index not in draining and index not in stranded)[:num_workers]
+    if len(allowed) in (0, count):
+        return ()
+    return allowed
+
+
+class Steerer:
+    """The program currently attached to one SO_REUSEPORT group."""
+
+    def __init__(self) -> None:
+        #: the allowed indices of the attached program; () = none attached; None =
+        #: unknown (a new group)
+        self.current: tuple[int, ...] | None = None
+
+    def reset(self) -> None:
+        """A new group: nothing is attached yet."""
+        self.current = None
+
+    def apply(self, listeners: Sequence[Any], allowed: tuple[int, ...]) -> bool:
+        """Attach the program for ``allowed`` (``()``: detach) through ``listeners``,
+        one listening gunicorn socket of each bind's group. Returns whether the
+        group's program changed; raises OSError when the kernel refuses."""
+        if allowed == self.current:
+            return False
+        for listener in listeners:
+            if listener.sock is None:
+                return False
+            if allowed:
+                attach(listener.sock, allowed)
+            else:
+                detach(listener.sock)
+        self.current = allowed
+        return True

@@ -29,10 +29,8 @@ from types import FrameType
 from typing import Any
 
 import gevent
-from gunicorn.workers import ggevent
-from gunicorn.workers.ggevent import GeventWorker
 
-from . import arbiter_hook, coalesce, date_cache, handoff, slot_server
+from . import _gunicorn, arbiter_hook, coalesce, date_cache, fork_plan, handoff, slot_server
 from .slot_server import SlotServer, listener_names
 
 #: A replacement waiting out its back-off stops notifying this long before it boots.
@@ -73,7 +71,7 @@ class _NamedListener:
         return getattr(self._listener, name)
 
 
-class Worker(GeventWorker):  # type: ignore[misc]
+class Worker(_gunicorn.GeventWorker):  # type: ignore[misc]
     """Gunicorn's gevent worker serving only its own slot's sockets.
 
     Select it with ``-k gunicorn_prefork.Worker`` or
@@ -109,7 +107,7 @@ class Worker(GeventWorker):  # type: ignore[misc]
         self._alive = value
         if leaving and getattr(self, "booted", False):
             self._handing_over = not self._told_to_stop and self.nr >= self.max_requests
-            handoff.announce(self.tmp, self.ppid)
+            handoff.announce(_gunicorn.heartbeat_fd(self), self.ppid)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._told_to_stop = True
@@ -136,8 +134,7 @@ class Worker(GeventWorker):  # type: ignore[misc]
     # -- serving -------------------------------------------------------------------
 
     def run(self) -> None:
-        # Gunicorn's run() builds its servers from this module-level name.
-        ggevent.StreamServer = SlotServer
+        _gunicorn.use_stream_server(SlotServer)
         SlotServer.on_close = self._stop_serving
         super().run()
 
@@ -204,18 +201,18 @@ class Worker(GeventWorker):  # type: ignore[misc]
         notifying (so the master's timeout does not kill us) and leave at once on
         the signals with which the master stops workers.
         """
-        master = arbiter_hook.current
-        if master is None or master.spawn_delay <= 0:
+        plan = fork_plan.received()
+        if plan is None or plan.boot_delay <= 0:
             return
-        delay = master.spawn_delay
+        delay = plan.boot_delay
         for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):
             signal.signal(sig, _leave)
-        master.log.info("worker %s waits %.1fs before booting (prefork_recover_interval)",
-                        self.pid, delay)
+        plan.log.info("worker %s waits %.1fs before booting (prefork_recover_interval)",
+                      self.pid, delay)
         deadline = time.monotonic() + delay
         while (left := deadline - time.monotonic()) > 0:
             # Notify, but not in the last stretch: the master takes the first notify
             # after the back-off for "booted and serving".
             if left > QUIET_BEFORE_BOOT:
-                self.tmp.notify()
+                super().notify()  # the heartbeat only: no wake-up of the master
             time.sleep(min(left, 0.5))

@@ -73,3 +73,18 @@ def test_threshold_zero_never_halts() -> None:
 
 def test_exit_status_is_not_gunicorns() -> None:
     assert EXIT_OVER_RECOVERY not in (0, 1, 3, 4)
+
+
+def test_recovery_halts_once_and_hands_out_each_replacement_once() -> None:
+    from gunicorn_prefork.recovery import Recovery
+
+    recovery = Recovery(threshold=1, window=60)
+    slot_a, slot_b = object(), object()
+    assert recovery.record(Crash(10.0, 1, "killed"), slot_a, "w1", interval=5) == 1
+    assert not recovery.take_halt()
+    assert recovery.record(Crash(11.0, 2, "killed"), slot_b, "w2", interval=5) == 2
+    assert recovery.take_halt() and not recovery.take_halt()
+    replacement = recovery.take_replacement(slot_b, [slot_a, slot_b])
+    assert replacement is not None and replacement.not_before == 16.0
+    assert recovery.take_replacement(slot_b, [slot_a, slot_b]) is None
+    assert recovery.take_replacement(slot_a, [slot_b]) is None  # slot retired: dropped

@@ -77,3 +77,24 @@ def test_closed_member_index_is_taken_by_the_last(group: list[socket.socket]) ->
     assert (_accepted(group[1]), _accepted(group[2])) == (0, 50)
     for client in clients:
         client.close()
+
+
+# -- the policy: which slot indices take new connections ------------------------------
+
+def test_only_serving_slots_that_do_not_drain() -> None:
+    assert steering.allowed_indices(3, serving={0, 2}, draining=(), stranded=(),
+                                    num_workers=3) == (0, 2)
+    assert steering.allowed_indices(3, serving={0, 1, 2}, draining={1}, stranded=(),
+                                    num_workers=2) == (0, 2)
+
+
+def test_all_serving_or_none_left_means_plain_hashing() -> None:
+    assert steering.allowed_indices(3, serving={0, 1, 2}, draining=(), stranded=(),
+                                    num_workers=3) == ()
+    assert steering.allowed_indices(1, serving=(), draining=(), stranded=(),
+                                    num_workers=1) == ()
+
+
+def test_nobody_serving_queues_on_slots_that_will_get_a_worker() -> None:
+    assert steering.allowed_indices(4, serving=(), draining={3}, stranded={0},
+                                    num_workers=2) == (1, 2)

@@ -1,0 +1,294 @@
+"""The one boundary with Gunicorn's and gevent's internals.
+
+Rule: every name outside Gunicorn's documented worker and hook API (the ``Worker``
+methods a custom worker overrides: ``init_process``, ``run``, ``notify``,
+``handle_*``, and its ``alive``, ``nr``, ``max_requests``, ``cfg``, ``log``, ``pid``,
+``ppid``; the settings' values read from ``cfg``; the server hooks) is touched in
+this module and nowhere else. The rest of the package uses the small typed surface
+below; ``tests/test_gunicorn_boundary.py`` (the compatibility canary) checks that
+every touchpoint still exists with the expected shape on the installed Gunicorn, so
+a Gunicorn that renames one fails one clear test instead of a server at run time.
+
+Touchpoints, and the Gunicorn versions they were read in (20.1, 21.2, 22.0, 23.0,
+24.1, 25.3, 26.2, 27.0: all of them unless said otherwise):
+
+=====================================================  =================================
+touchpoint                                             used for
+=====================================================  =================================
+``Arbiter.start/setup/spawn_worker/kill_worker/        wrapped (:func:`install_arbiter`)
+manage_workers`` (names and signatures)
+``gunicorn.arbiter.os`` (module global)                its ``waitpid`` reports exits
+``gunicorn.sock.create_sockets(conf, log, fds=None)``  replaced in the master
+``Arbiter.WORKERS`` (pid -> worker dict)               :meth:`ArbiterView.workers`
+``Arbiter.LISTENERS``                                  :attr:`ArbiterView.listeners`
+``Arbiter.num_workers``                                :attr:`ArbiterView.num_workers`
+``Arbiter.systemd``                                    :meth:`ArbiterView.forget_systemd`
+``Arbiter.worker_class``                               :meth:`ArbiterView.runs_prefork`
+``worker.tmp.last_update()`` / ``.fileno()``           :func:`heartbeat`, :func:`heartbeat_fd`
+``worker.aborted`` (set before a timeout's SIGABRT)    :func:`was_aborted`
+``worker.age`` (Gunicorn stops the lowest first)       :func:`make_oldest`
+``cfg.set("reuse_port", False)``                       :func:`turn_off_reuse_port`
+``gunicorn.config.Setting`` (registers on subclass)    :func:`register_setting`
+``cfg.settings`` / ``sys.modules["__config__"]``       :func:`config_namespace`
+``gunicorn.errors.HaltServer(reason, exit_status)``    :func:`halt`
+``gunicorn.sock.TCPSocket/TCP6Socket/BaseSocket``,     the slot sockets (:mod:`.slots`)
+``set_options(sock, bound=False)``
+``gunicorn.workers.ggevent.GeventWorker``,             :data:`GeventWorker`,
+``ggevent.StreamServer`` (looked up by ``run()``)      :func:`use_stream_server`
+``gunicorn.util.http_date`` (looked up per response)   :func:`install_http_date`
+``gunicorn.http.wsgi.Response.write``, ``.sock``,      :func:`install_response_write`
+``.headers_sent``
+gevent ``StreamServer.do_read/do_handle``, its         :func:`accept_one`, :func:`busy`
+``pool.free_count()/size``
+=====================================================  =================================
+
+Version notes: 20.1-23 reap workers inside the SIGCHLD handler (so code called from
+``waitpid`` may interrupt the main loop); 24+ reap from the main loop. 24+ bind per
+worker themselves when ``reuse_port`` is set (we turn it off: the master owns the
+sockets). 20.1-23 wrap a worker's sockets by fd, 24+ ``detach()`` them.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import types
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn
+
+import gunicorn.arbiter
+import gunicorn.sock
+from gunicorn import util
+from gunicorn.config import Setting
+from gunicorn.errors import HaltServer
+from gunicorn.http import wsgi
+from gunicorn.workers import ggevent
+
+#: Gunicorn's gevent worker, the base of ``gunicorn_prefork.Worker``.
+GeventWorker: type = ggevent.GeventWorker
+
+#: Gunicorn's listener classes, the bases of the slot sockets.
+BaseSocket: type = gunicorn.sock.BaseSocket
+TCPSocket: type = gunicorn.sock.TCPSocket
+TCP6Socket: type = gunicorn.sock.TCP6Socket
+
+#: The arbiter methods :func:`install_arbiter` wraps.
+WRAPPED_METHODS = ("start", "setup", "spawn_worker", "kill_worker", "manage_workers")
+
+
+# -- the master: the arbiter ---------------------------------------------------------
+
+class ArbiterView:
+    """What the plugin reads and changes of one Gunicorn ``Arbiter``."""
+
+    __slots__ = ("arbiter",)
+
+    def __init__(self, arbiter: Any) -> None:
+        #: the arbiter itself, as Gunicorn's hooks receive it (``server``)
+        self.arbiter = arbiter
+
+    @property
+    def cfg(self) -> Any:
+        return self.arbiter.cfg
+
+    @property
+    def log(self) -> Any:
+        return self.arbiter.log
+
+    def workers(self) -> dict[int, Any]:
+        """The live pid -> worker dict (changes under you on 20.1-23: copy to iterate)."""
+        workers: dict[int, Any] = self.arbiter.WORKERS
+        return workers
+
+    @property
+    def num_workers(self) -> int:
+        return int(self.arbiter.num_workers or 0)
+
+    @property
+    def listeners(self) -> list[Any]:
+        return list(self.arbiter.LISTENERS)
+
+    @listeners.setter
+    def listeners(self, value: Sequence[Any]) -> None:
+        self.arbiter.LISTENERS = list(value)
+
+    def forget_systemd(self) -> None:
+        """Pass sockets on with ``GUNICORN_FD`` on USR2, not as systemd's ``LISTEN_FDS``."""
+        self.arbiter.systemd = False
+
+    def spawn_worker(self) -> int | None:
+        pid = self.arbiter.spawn_worker()
+        return pid if isinstance(pid, int) else None
+
+    def runs_prefork(self) -> bool:
+        """Does this arbiter run a worker class of this package?"""
+        return bool(getattr(self.arbiter.worker_class, "gunicorn_prefork", False))
+
+
+def heartbeat(worker: Any) -> float | None:
+    """When the worker last notified the master (Gunicorn's heartbeat file)."""
+    try:
+        return float(worker.tmp.last_update())
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def heartbeat_fd(worker: Any) -> int | None:
+    """The heartbeat file's descriptor (shared by master and worker), if open."""
+    try:
+        return int(worker.tmp.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def was_aborted(worker: Any) -> bool:
+    """Did the master kill this worker for a timeout?"""
+    return bool(getattr(worker, "aborted", False))
+
+
+def age(worker: Any) -> int:
+    return int(worker.age)
+
+
+def make_oldest(worker: Any, workers: Mapping[int, Any]) -> None:
+    """Gunicorn stops surplus workers lowest age first: make this one the first."""
+    worker.age = min(age(other) for other in workers.values()) - 1
+
+
+def turn_off_reuse_port(cfg: Any) -> None:
+    cfg.set("reuse_port", False)
+
+
+def halt(reason: str, exit_status: int) -> NoReturn:
+    """Stop the master from its main loop with ``exit_status`` (no traceback)."""
+    raise HaltServer(reason, exit_status)
+
+
+class _ArbiterOs(types.ModuleType):
+    """``os`` as ``gunicorn.arbiter`` sees it: ``waitpid`` also reports exits."""
+
+    def __init__(self, on_reaped: Callable[[int, int], None]) -> None:
+        super().__init__("os")
+        self._on_reaped = on_reaped
+
+    def __getattr__(self, name: str) -> Any:
+        import os
+
+        return getattr(os, name)
+
+    def waitpid(self, pid: int, options: int) -> tuple[int, int]:
+        import os
+
+        wpid, status = os.waitpid(pid, options)
+        if wpid:
+            self._on_reaped(wpid, status)
+        return wpid, status
+
+
+Wrapper = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def install_arbiter(wrappers: Mapping[str, Wrapper],
+                    create_sockets: Wrapper,
+                    on_reaped: Callable[[int, int], None]) -> None:
+    """Wrap the arbiter's methods (``WRAPPED_METHODS``), ``create_sockets`` and the
+    arbiter module's ``os.waitpid``. Call once per process."""
+    for name, make in wrappers.items():
+        if name not in WRAPPED_METHODS:
+            raise ValueError(f"not a wrapped arbiter method: {name}")
+        _wrap(gunicorn.arbiter.Arbiter, name, make)
+    _wrap(gunicorn.sock, "create_sockets", create_sockets)
+    gunicorn.arbiter.os = _ArbiterOs(on_reaped)
+
+
+def _wrap(owner: Any, name: str, make: Wrapper) -> None:
+    original = getattr(owner, name)
+    setattr(owner, name, functools.wraps(original)(make(original)))
+
+
+# -- settings ----------------------------------------------------------------------
+
+def register_setting(name: str, desc: str, section: str = "Prefork") -> None:
+    """Make ``name`` a Gunicorn setting (known to Configs created from now on).
+
+    Its validator accepts anything: the plugin validates every source itself.
+    """
+    type("Setting_" + name, (Setting,), {
+        "name": name,
+        "section": section,
+        "validator": lambda value: value,  # the metaclass makes it a staticmethod
+        "default": None,
+        "desc": desc,
+        "__module__": __name__,
+    })
+
+
+def config_namespace(cfg: Any) -> Mapping[str, object]:
+    """The names defined by the configuration file or ``python:`` module of this run."""
+    location = None
+    if "config" in cfg.settings:
+        location = cfg.settings["config"].get()
+    if isinstance(location, str) and location.startswith("python:"):
+        module = sys.modules.get(location[len("python:"):])
+    else:
+        module = sys.modules.get("__config__")
+    return vars(module) if module is not None else {}
+
+
+def registered_value(cfg: Any, name: str) -> object | None:
+    """A registered setting's value in this Config, None if unset or unknown."""
+    setting = cfg.settings.get(name)
+    return setting.get() if setting is not None else None
+
+
+# -- the worker ----------------------------------------------------------------------
+
+def use_stream_server(server_class: type) -> None:
+    """Make Gunicorn's gevent worker build ``server_class`` servers (worker only)."""
+    ggevent.StreamServer = server_class
+
+
+#: Gunicorn's own ``util.http_date`` (formats the Date header).
+http_date: Callable[..., str] = util.http_date
+
+
+def install_http_date(replacement: Callable[..., str]) -> None:
+    """Replace ``util.http_date``, which Gunicorn looks up for every response."""
+    util.http_date = replacement
+
+
+def install_response_write(
+        make: Callable[[Callable[[Any, bytes], None]], Callable[[Any, bytes], None]]) -> None:
+    """Replace ``Response.write`` with ``make(original)`` (worker process only)."""
+    wsgi.Response.write = make(wsgi.Response.write)
+
+
+def response_headers_sent(response: Any) -> bool:
+    return bool(response.headers_sent)
+
+
+def response_socket(response: Any) -> Any:
+    return response.sock
+
+
+def set_response_socket(response: Any, sock: Any) -> None:
+    response.sock = sock
+
+
+def accept_one(server: Any) -> bool:
+    """Accept one queued connection on a gevent server and handle it; False when
+    none is waiting (or the socket is closed)."""
+    try:
+        accepted = server.do_read()
+    except OSError:
+        return False
+    if not accepted:
+        return False
+    server.do_handle(*accepted)
+    return True
+
+
+def busy(server: Any) -> bool:
+    """Does a gevent server still have connections in hand?"""
+    pool = server.pool
+    return pool is not None and bool(pool.free_count() != pool.size)

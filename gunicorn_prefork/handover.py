@@ -1,0 +1,54 @@
+"""Master side of a worker leaving on its own: its successor overlaps with it.
+
+A worker leaving on its own (``max_requests``; a TERM or QUIT the master did not
+send) announces it (see :mod:`gunicorn_prefork.handoff`, the worker side). Its slot
+gets a new worker at once, as on HUP, while the old one keeps accepting; new
+connections go to the other serving slots until the new worker serves. The leaving
+worker is made the oldest, so Gunicorn's own surplus check picks it, and its
+SIGTERM is held back (:func:`defers_kill`) until the new worker serves: a slot is
+never without an accepting worker and no client waits for a boot.
+
+Invariants: successors are forked from the main loop only (:func:`start` runs from
+``manage_workers``); each leaving worker gets at most one successor; Gunicorn never
+counts a leaving worker against ``num_workers`` once its successor exists.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from . import _gunicorn, handoff
+from .assignment import SlotAssignment
+from .boot_watch import BootWatch
+
+
+def start(server: _gunicorn.ArbiterView, slots: SlotAssignment, log: Any) -> None:
+    """Fork a successor for every worker that announced it leaves on its own."""
+    workers = server.workers()
+    slots.prune(workers)
+    for pid, worker in list(workers.items()):
+        if not handoff.announced(_gunicorn.heartbeat_fd(worker)):
+            continue
+        slot = slots.start_handover(pid)
+        if slot is None:
+            continue
+        _gunicorn.make_oldest(worker, workers)
+        log.debug("worker %s leaves on its own: slot %d gets no new connections until "
+                  "its successor serves", pid, slot.number)
+    # Gunicorn counts the leaving workers among num_workers; replace them now
+    while slots.handovers and len(slots.counted(workers)) < server.num_workers:
+        if server.spawn_worker() is None:
+            break
+
+
+def defers_kill(server: _gunicorn.ArbiterView, slots: SlotAssignment, boot: BootWatch,
+                pid: int, sig: int) -> bool:
+    """Hold back a SIGTERM for ``pid`` while its successor lives and does not serve."""
+    if sig != signal.SIGTERM:
+        return False
+    successor = slots.successor_of(pid)
+    worker = server.workers().get(successor) if successor is not None else None
+    if successor is None or worker is None:  # no successor (TTOU) or it died
+        return False
+    return slots.defers_kill(pid, boot.update(successor, worker))

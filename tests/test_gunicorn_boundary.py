@@ -1,0 +1,171 @@
+"""Compatibility canary: every Gunicorn and gevent internal the plugin touches.
+
+One test per touchpoint of ``gunicorn_prefork/_gunicorn.py`` (its docstring lists
+them), checked on the installed Gunicorn: a Gunicorn that renames or reshapes one
+fails here, by name, instead of a server failing at run time. tox runs this on every
+supported version.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import socket
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import gevent.pool
+import gevent.server
+import gunicorn.arbiter
+import gunicorn.sock
+import pytest
+from gunicorn import util
+from gunicorn.app.base import BaseApplication
+from gunicorn.config import Config
+from gunicorn.http import RequestParser, wsgi
+from gunicorn.workers import base, ggevent
+
+from gunicorn_prefork import _gunicorn
+
+
+def _params(function: Any) -> list[str]:
+    return list(inspect.signature(function).parameters)
+
+
+class _App(BaseApplication):  # type: ignore[misc]
+    def load_config(self) -> None:
+        self.cfg.set("worker_class", "gevent")
+        self.cfg.set("workers", 2)
+
+    def load(self) -> Any:
+        return lambda environ, start_response: []
+
+
+@pytest.fixture
+def arbiter() -> Any:
+    return gunicorn.arbiter.Arbiter(_App())
+
+
+@pytest.fixture
+def worker() -> Iterator[Any]:
+    cfg = Config()
+    made = base.Worker(7, os.getpid(), [], None, 30, cfg, None)
+    yield made
+    made.tmp.close()
+
+
+@pytest.mark.parametrize("name, params", [
+    ("start", ["self"]),
+    ("setup", ["self", "app"]),
+    ("spawn_worker", ["self"]),
+    ("kill_worker", ["self", "pid", "sig"]),
+    ("manage_workers", ["self"]),
+])
+def test_wrapped_arbiter_methods(name: str, params: list[str]) -> None:
+    assert name in _gunicorn.WRAPPED_METHODS
+    assert _params(getattr(gunicorn.arbiter.Arbiter, name)) == params
+
+
+def test_arbiter_module_uses_a_global_os_with_waitpid() -> None:
+    arbiter_os = vars(gunicorn.arbiter)["os"]
+    assert isinstance(arbiter_os, types.ModuleType) and callable(arbiter_os.waitpid)
+    assert "os.waitpid(" in inspect.getsource(gunicorn.arbiter.Arbiter.reap_workers)
+
+
+def test_create_sockets_signature() -> None:
+    assert _params(gunicorn.sock.create_sockets) == ["conf", "log", "fds"]
+
+
+def test_arbiter_attributes(arbiter: Any) -> None:
+    view = _gunicorn.ArbiterView(arbiter)
+    assert view.workers() == {} and isinstance(arbiter.WORKERS, dict)
+    assert view.listeners == [] and isinstance(arbiter.LISTENERS, list)
+    assert view.num_workers == 2
+    assert arbiter.systemd is False
+    view.forget_systemd()
+    assert view.runs_prefork() is False and arbiter.worker_class is not None
+    assert view.cfg is arbiter.cfg and view.log is arbiter.log
+
+
+def test_surplus_workers_are_stopped_lowest_age_first() -> None:
+    source = inspect.getsource(gunicorn.arbiter.Arbiter.manage_workers)
+    assert "w[1].age" in source and "self.kill_worker(pid, signal.SIGTERM)" in source
+
+
+def test_worker_heartbeat_age_and_aborted(worker: Any) -> None:
+    assert isinstance(_gunicorn.heartbeat(worker), float)
+    assert isinstance(_gunicorn.heartbeat_fd(worker), int)
+    assert _gunicorn.age(worker) == 7
+    assert _gunicorn.was_aborted(worker) is False
+    assert "worker.aborted = True" in inspect.getsource(gunicorn.arbiter.Arbiter.murder_workers)
+    _gunicorn.make_oldest(worker, {1: worker})
+    assert _gunicorn.age(worker) == 6
+
+
+def test_reuse_port_can_be_turned_off() -> None:
+    cfg = Config()
+    cfg.set("reuse_port", True)
+    _gunicorn.turn_off_reuse_port(cfg)
+    assert cfg.reuse_port is False
+
+
+def test_settings_register_through_the_setting_metaclass() -> None:
+    _gunicorn.register_setting("prefork_canary_setting", "A canary.")
+    cfg = Config()
+    assert "prefork_canary_setting" in cfg.settings
+    assert _gunicorn.registered_value(cfg, "prefork_canary_setting") is None
+    cfg.set("prefork_canary_setting", 3)
+    assert _gunicorn.registered_value(cfg, "prefork_canary_setting") == 3
+
+
+def test_config_files_load_as_the_config_module() -> None:
+    import gunicorn.app.base
+
+    assert "'__config__'" in inspect.getsource(gunicorn.app.base.Application)
+    assert _gunicorn.config_namespace(Config()) is not None
+
+
+def test_halt_server() -> None:
+    with pytest.raises(BaseException) as caught:
+        _gunicorn.halt("reason", 5)
+    assert (caught.value.reason, caught.value.exit_status) == ("reason", 5)  # type: ignore[attr-defined]
+
+
+def test_listener_classes() -> None:
+    for cls in (_gunicorn.TCPSocket, _gunicorn.TCP6Socket):
+        assert issubclass(cls, _gunicorn.BaseSocket)
+        assert _params(cls.set_options) == ["self", "sock", "bound"]
+    assert hasattr(_gunicorn.BaseSocket, "FAMILY") or hasattr(_gunicorn.TCPSocket, "FAMILY")
+
+
+def test_gevent_worker_builds_servers_from_a_module_level_name() -> None:
+    assert _gunicorn.GeventWorker is ggevent.GeventWorker
+    assert "StreamServer(" in inspect.getsource(ggevent.GeventWorker.run)
+    assert vars(ggevent)["StreamServer"] is not None
+
+
+def test_http_date_is_looked_up_per_response() -> None:
+    assert _gunicorn.http_date is util.http_date or callable(util.http_date)
+    assert "util.http_date()" in inspect.getsource(wsgi.Response.default_headers)
+
+
+def test_response_write_and_its_socket() -> None:
+    assert _params(wsgi.Response.write)[:2] == ["self", "arg"]
+    cfg = Config()
+    server, client = socket.socketpair()
+    with server, client:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        request = next(iter(RequestParser(cfg, server, ("127.0.0.1", 1))))
+        response = wsgi.Response(request, server, cfg)
+        assert _gunicorn.response_socket(response) is server
+        assert _gunicorn.response_headers_sent(response) is False
+        _gunicorn.set_response_socket(response, client)
+        assert response.sock is client
+
+
+def test_gevent_server_internals() -> None:
+    for name in ("do_read", "do_handle", "stop_accepting", "close"):
+        assert callable(getattr(gevent.server.StreamServer, name))
+    pool = gevent.pool.Pool(3)
+    assert pool.free_count() == pool.size == 3
