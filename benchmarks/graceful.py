@@ -1,11 +1,12 @@
 """Graceful paths against stock ``-k gevent``, same run (issue 8's tables).
 
-    python benchmarks/graceful.py                       # every scenario, ~3 min
-    python benchmarks/graceful.py --scenarios cut_hup,early --variants prefork,gevent
+    python -m benchmarks.graceful                       # every scenario, ~3 min
+    python -m benchmarks.graceful --scenarios cut_hup,early --variants prefork,gevent
 
-Each scenario starts a fresh server per variant on 127.0.0.1 (``prefork``: ours;
-``gevent``: ``-k gevent`` on Gunicorn's shared socket), with the app in
-``benchmarks/apps/graceful_apps.py``, and prints one markdown row per variant:
+(from the repository root, like every tool in ``benchmarks/``). Each scenario starts a
+fresh server per variant on 127.0.0.1 (``prefork``: ours; ``gevent``: ``-k gevent`` on
+Gunicorn's shared socket), with the app in ``benchmarks/apps/graceful_apps.py``, and
+prints one markdown row per variant:
 
 - ``cut_hup`` / ``cut_term`` / ``cut_ttou``: ``--timeout 4 --graceful-timeout 30``, 2
   workers, 6 (TTOU: 8) concurrent requests of 8 s (cooperative sleep); at 0.5 s HUP to
@@ -25,75 +26,53 @@ Each scenario starts a fresh server per variant on 127.0.0.1 (``prefork``: ours;
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import contextlib
 import os
-import re
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from _common import HOST, free_port, worker_of
+from .procfs import children
+from .results import argument_parser, md_header, md_row, subset
+from .servers import (
+    GEVENT,
+    HOST,
+    PREFORK,
+    Server,
+    free_port,
+    gunicorn_command,
+    gunicorn_version,
+    http_get,
+)
+from .wrk import parse_wrk, run_wrk, socket_errors_text, wrk_command, wrk_time
 
-HERE = Path(__file__).resolve().parent
-GUNICORN = str(Path(sys.executable).parent / "gunicorn")
-VARIANTS = {"prefork": "gunicorn_prefork.Worker", "gevent": "gevent"}
+VARIANTS = {"prefork": PREFORK, "gevent": GEVENT}
 
 
 @contextlib.contextmanager
-def server(variant: str, workers: int,
-           *args: str) -> Iterator[tuple[int, subprocess.Popen[bytes], Path]]:
+def server(variant: str, workers: int, *args: str) -> Iterator[tuple[int, Server]]:
+    """A fresh server of ``variant`` in its own directory, once every worker answers."""
     port = free_port()
     run_dir = Path(tempfile.mkdtemp(prefix=f"graceful-{variant}-"))
-    log = run_dir / "gunicorn.log"
     config = run_dir / "gunicorn.conf.py"
     config.write_text("control_socket_disable = True\nprefork_recover_threshold = 0\n"
                       if variant == "prefork" else "control_socket_disable = True\n")
-    env = dict(os.environ, PYTHONPATH=str(HERE / "apps"))
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [GUNICORN, "-c", str(config), "-k", VARIANTS[variant], "-w", str(workers),
-             "-b", f"{HOST}:{port}", *args, "graceful_apps:app"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 20
-        seen: set[str] = set()
-        while len(seen) < workers:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{variant} did not start:\n{log.read_text()}")
-            with contextlib.suppress(OSError, ValueError):
-                seen.add(worker_of(port))
-            time.sleep(0.05)
-        yield port, proc, log
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(40)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-
-
-def children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
+    command = gunicorn_command(VARIANTS[variant], workers, port, "graceful_apps:app", *args,
+                               config=config)
+    with Server(command, run_dir / "gunicorn.log", append=True, stop_wait_s=40) as running:
+        running.wait_serving(port, workers, deadline_s=20)
+        yield port, running
 
 
 def http(port: int, path: str = "/", method: str = "GET", timeout: float = 60) -> float:
     """Seconds until a complete response (raises on a cut-off)."""
     start = time.monotonic()
-    with socket.create_connection((HOST, port), timeout=timeout) as conn:
-        conn.sendall(f"{method} {path} HTTP/1.0\r\nHost: b\r\n\r\n".encode())
-        data = b""
-        while chunk := conn.recv(65536):
-            data += chunk
+    data = http_get(port, path, method, timeout)
     if not data.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")):
         raise ConnectionAbortedError(data[:60])
     return time.monotonic() - start
@@ -124,14 +103,14 @@ def concurrent_requests(port: int, count: int, path: str, event: Callable[[], No
 
 def cut(variant: str, event_name: str) -> str:
     count = 8 if event_name == "ttou" else 6
-    with server(variant, 2, "--timeout", "4", "--graceful-timeout", "30") as (port, proc, _):
+    with server(variant, 2, "--timeout", "4", "--graceful-timeout", "30") as (port, master):
         def event() -> None:
             if event_name == "hup":
-                os.kill(proc.pid, signal.SIGHUP)
+                os.kill(master.pid, signal.SIGHUP)
             elif event_name == "ttou":
-                os.kill(proc.pid, signal.SIGTTOU)
+                os.kill(master.pid, signal.SIGTTOU)
             else:
-                for pid in children(proc.pid):
+                for pid in children(master.pid):
                     os.kill(pid, signal.SIGTERM)
         times = concurrent_requests(port, count, "/sleep?8", event)
     served = sum(t is not None for t in times)
@@ -139,39 +118,34 @@ def cut(variant: str, event_name: str) -> str:
 
 
 def early(variant: str) -> str:
-    with server(variant, 2) as (port, _, _):
+    with server(variant, 2) as (port, _):
         sse = first_bytes(port, "/sse")
         head = first_bytes(port, "/chunks", "HEAD")
         hijack = first_bytes(port, "/hijack")
-        with socket.create_connection((HOST, port), timeout=5) as conn:
-            conn.sendall(b"GET /socket HTTP/1.0\r\n\r\n")
-            data = b""
-            while chunk := conn.recv(4096):
-                data += chunk
+        data = http_get(port, "/socket", timeout=5)
         module = data.rpartition(b"\r\n\r\n")[2].decode()
     return f"SSE {sse:.3f} s, HEAD {head:.3f} s, hijack {hijack:.3f} s, socket from {module}"
 
 
 def recycle(variant: str) -> str:
     args = ("--max-requests", "1000", "--max-requests-jitter", "100")
-    with server(variant, 2, *args) as (port, _, log):
-        out = subprocess.run(["wrk", "-c", "16", "-t", "2", "-d", "8", "--latency",
-                              "-H", "Connection: close", f"http://{HOST}:{port}/"],
-                             capture_output=True, text=True, check=True).stdout
-        recycles = log.read_text().count("Autorestarting worker")
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    p99 = re.search(r"99%\s+([\d.]+\w+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
-    return (f"{float(rps.group(1)) if rps else 0:,.0f} req/s, p99 {p99.group(1) if p99 else '?'}, "
-            f"{recycles} recycles" + (f", errors: {errors.group(1)}" if errors else ""))
+    with server(variant, 2, *args) as (port, master):
+        done = run_wrk(wrk_command(port, duration=8, conns=16, threads=2,
+                                   headers=("Connection: close",)))
+        done.check_returncode()
+        recycles = master.log().count("Autorestarting worker")
+    wrk = parse_wrk(done.stdout)
+    p99 = "?" if wrk.p99_ms is None else wrk_time(wrk.p99_ms)
+    return (f"{wrk.rps or 0:,.0f} req/s, p99 {p99}, {recycles} recycles"
+            + (f", errors: {socket_errors_text(wrk)}" if wrk.socket_errors else ""))
 
 
 def recycle_one(variant: str) -> str:
-    with server(variant, 1, "--max-requests", "3") as (port, _, log):  # start: 1 request
+    with server(variant, 1, "--max-requests", "3") as (port, master):  # start: 1 request
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             slow = [pool.submit(http, port, "/sleep?6") for _ in range(2)]
             deadline = time.monotonic() + 10
-            while "Autorestarting" not in log.read_text() and time.monotonic() < deadline:
+            while "Autorestarting" not in master.log() and time.monotonic() < deadline:
                 time.sleep(0.05)
             time.sleep(1.5)
             third = pool.submit(http, port, "/").result()
@@ -181,8 +155,8 @@ def recycle_one(variant: str) -> str:
 
 
 def quit_one(variant: str) -> str:
-    with server(variant, 2) as (port, proc, _):
-        os.kill(children(proc.pid)[0], signal.SIGQUIT)
+    with server(variant, 2) as (port, master):
+        os.kill(children(master.pid)[0], signal.SIGQUIT)
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             times = list(pool.map(lambda _: http(port, "/", timeout=10), range(30)))
     slow = [t for t in times if t > 0.1]
@@ -190,7 +164,7 @@ def quit_one(variant: str) -> str:
 
 
 def pool(variant: str) -> str:
-    with server(variant, 2, "--worker-connections", "100", "--backlog", "2048") as (port, _, _):
+    with server(variant, 2, "--worker-connections", "100", "--backlog", "2048") as (port, _):
         times = concurrent_requests(port, 400, "/sleep?3", lambda: None, 0)
     served = [t for t in times if t is not None]
     return f"{len(served)}/400 served, slowest {max(served):.2f} s"
@@ -209,16 +183,17 @@ SCENARIOS: dict[str, Callable[[str], str]] = {
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--variants", default=",".join(VARIANTS))
     args = parser.parse_args()
-    import gunicorn
-    print(f"gunicorn {gunicorn.__version__}, Python {sys.version.split()[0]}\n")
-    print("| scenario | variant | result |\n|---|---|---|")
-    for name in args.scenarios.split(","):
-        for variant in args.variants.split(","):
-            print(f"| {name} | {variant} | {SCENARIOS[name](variant)} |", flush=True)
+    scenarios = subset(parser, args.scenarios, list(SCENARIOS), "--scenarios", as_given=True)
+    variants = subset(parser, args.variants, list(VARIANTS), "--variants", as_given=True)
+    print(f"gunicorn {gunicorn_version()}, Python {sys.version.split()[0]}\n")
+    print(md_header(("scenario", "variant", "result")))
+    for name in scenarios:
+        for variant in variants:
+            print(md_row((name, variant, SCENARIOS[name](variant))), flush=True)
     return 0
 
 

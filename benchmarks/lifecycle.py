@@ -1,8 +1,10 @@
 """What clients see while workers recycle, crash, scale and restart, under load.
 
-    python benchmarks/lifecycle.py                          # full matrix, ~10 min
-    python benchmarks/lifecycle.py --events hup,term --mode close --seconds 5
-    python benchmarks/lifecycle.py --variants prefork --clients 32 --json /tmp/x.json
+    python -m benchmarks.lifecycle                          # full matrix, ~10 min
+    python -m benchmarks.lifecycle --events hup,term --mode close --seconds 5
+    python -m benchmarks.lifecycle --variants prefork --clients 32 --json /tmp/x.json
+
+(from the repository root, like every tool in ``benchmarks/``).
 
 For each event, each mode and each server variant in turn, the tool starts a fresh
 server on 127.0.0.1 (``--workers`` workers, 3 by default; the ``gunicorn`` console
@@ -71,7 +73,6 @@ import contextlib
 import datetime as dt
 import fcntl
 import importlib.metadata
-import json
 import os
 import platform
 import signal
@@ -80,28 +81,41 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from tests.load import Load, LoadResult, Sample
 
-from _common import free_port, worker_of  # noqa: E402
+from .procfs import alive, children, loadavg, other_cpu_pct, process_cpu
+from .results import (
+    RESULTS_DIR,
+    argument_parser,
+    fmt_number,
+    md_header,
+    md_row,
+    source_state,
+    subset,
+    write_json,
+)
+from .servers import (
+    GEVENT,
+    GUNICORN,
+    PREFORK,
+    REUSEPORT,
+    ROOT,
+    Server,
+    free_port,
+    gunicorn_command,
+    gunicorn_version,
+    reuseport_skip_reason,
+)
 
-from tests.load import Load, LoadResult, Sample  # noqa: E402
-
-HOST = "127.0.0.1"
 APPS_DIR = ROOT / "tests" / "apps"
-RESULTS_DIR = ROOT / "benchmarks" / "results"
-GUNICORN = Path(sys.executable).parent / "gunicorn"
 NETNS_ENV = "GUNICORN_PREFORK_LIFECYCLE_NETNS"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 OUTCOMES = ("served", "reset", "refused", "no_response")
 EVENTS = ("max_requests", "sigkill", "hup", "ttin_ttou", "usr2_term", "term")
 MODES = ("close", "keepalive")
@@ -127,9 +141,9 @@ class Variant:
 
 
 VARIANTS = (
-    Variant("prefork", "ours", ("-k", "gunicorn_prefork.Worker"), ours=True),
-    Variant("gevent", "gevent shared", ("-k", "gevent")),
-    Variant("reuseport", "gevent --reuse-port", ("-k", "gevent", "--reuse-port")),
+    Variant("prefork", "ours", PREFORK, ours=True),
+    Variant("gevent", "gevent shared", GEVENT),
+    Variant("reuseport", "gevent --reuse-port", REUSEPORT),
 )
 
 
@@ -179,80 +193,6 @@ def out_rsts() -> int:
     return int(tcp[1][tcp[0].index("OutRsts")])
 
 
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def _stat(pid: int | str) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (state first), or None."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def process_cpu() -> dict[int, tuple[int, float]]:
-    """pid -> (process group, CPU seconds including reaped children) of user processes."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        fields = _stat(entry)
-        # Leave out kernel threads (kthreadd, pid 2, and its children): they carry
-        # softirq work, ours included.
-        if fields is None or entry == "2" or fields[1] == "2":
-            continue
-        cpu = sum(int(v) for v in fields[11:15]) / CLK_TCK
-        found[int(entry)] = (int(fields[2]), cpu)
-    return found
-
-
-def other_cpu_pct(before: dict[int, tuple[int, float]], after: dict[int, tuple[int, float]],
-                  server_group: int, seconds: float) -> float | None:
-    """CPU of user processes other than this one and the server's group, in % of all cores.
-
-    Sums (own + reaped children's) CPU over the processes alive at each end and takes
-    the difference: a process reaped meanwhile moves from its own entry to its parent's,
-    so a long test run that ends during the window is not counted whole.
-    """
-    if seconds <= 0:
-        return None
-    mine = os.getpid()
-
-    def total(snapshot: dict[int, tuple[int, float]]) -> float:
-        return sum(cpu for pid, (group, cpu) in snapshot.items()
-                   if pid != mine and group != server_group)
-
-    used = max(0.0, total(after) - total(before))
-    return used / (seconds * (os.cpu_count() or 1)) * 100
-
-
-def group_members(group: int) -> list[int]:
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat(entry)
-            if fields is not None and fields[0] != "Z" and int(fields[2]) == group:
-                members.append(int(entry))
-    return members
-
-
-def alive(pid: int) -> bool:
-    fields = _stat(pid)
-    return fields is not None and fields[0] != "Z"
-
-
-def children(pid: int) -> list[int]:
-    """Live child pids of every thread of ``pid``."""
-    found: set[int] = set()
-    with contextlib.suppress(OSError):
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError):
-                found.update(int(child) for child in
-                             Path(f"/proc/{pid}/task/{task}/children").read_text().split())
-    return sorted(child for child in found if alive(child))
-
-
 def bring_loopback_up() -> None:
     """``ip link set lo up``, without needing iproute2."""
     siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
@@ -273,91 +213,19 @@ def can_unshare_net() -> bool:
 # --- one server -------------------------------------------------------------------------
 
 
-class Server:
-    """A gunicorn master in its own session; :meth:`stop` ends its whole process group."""
+class LifecycleServer(Server):
+    """A gunicorn master run from its own directory (config, log, ``new_master.pid``);
+    reads OutRsts the moment the master exits."""
 
     def __init__(self, command: list[str], run_dir: Path) -> None:
-        self.command = command
+        super().__init__(command, run_dir / "gunicorn.log", apps=APPS_DIR, cwd=run_dir,
+                         append=True)
         self.run_dir = run_dir
-        self.log_path = run_dir / "gunicorn.log"
-        self.exited = threading.Event()
-        self.exit_time: float | None = None
         self.exit_out_rsts: int | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self) -> None:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (str(APPS_DIR), os.environ.get("PYTHONPATH", "")) if p))
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.command, cwd=self.run_dir, env=env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        threading.Thread(target=self._wait, daemon=True).start()
-
-    def _wait(self) -> None:
-        assert self.proc is not None
-        self.proc.wait()  # blocks in waitpid without the GIL: the exit is seen at once
-        self.exit_time = time.monotonic()
+    def on_exit(self) -> None:
         with contextlib.suppress(OSError, ValueError, IndexError):
             self.exit_out_rsts = out_rsts()
-        self.exited.set()
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def signal(self, sig: int) -> None:
-        if not self.exited.is_set():
-            os.kill(self.pid, sig)
-
-    def wait_serving(self, port: int, workers: int, deadline_s: float = 30.0) -> None:
-        """Until ``workers`` different workers answered requests on fresh connections."""
-        heard: set[str] = set()
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            if self.exited.is_set():
-                raise RuntimeError(f"server exited with status {self.status()} before "
-                                   f"serving; see {self.log_path}")
-            try:
-                heard.add(worker_of(port, timeout=2.0))
-            except (OSError, ValueError):
-                time.sleep(0.1)
-                continue
-            if len(heard) >= workers:
-                return
-        raise RuntimeError(f"only {len(heard)} of {workers} workers answered within "
-                           f"{deadline_s:.0f}s; see {self.log_path}")
-
-    def status(self) -> int | None:
-        return None if self.proc is None else self.proc.returncode
-
-    def stop(self, wait_s: float = 15.0) -> None:
-        """TERM to the master, a bounded wait, then SIGKILL to what is left of its group."""
-        if self.proc is None:
-            return
-        group = self.pid
-        if not self.exited.is_set():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(group, signal.SIGTERM)
-            if not self.exited.wait(wait_s):
-                print(f"  server {group} ignored TERM for {wait_s:.0f}s; killing its group",
-                      file=sys.stderr)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(group, signal.SIGKILL)
-        self.exited.wait(10)
-        deadline = time.monotonic() + 10
-        while (left := group_members(group)) and time.monotonic() < deadline:
-            for pid in left:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.1)
 
 
 # --- events -----------------------------------------------------------------------------
@@ -381,8 +249,8 @@ class Clock:
         self.run.actions.append({"t": round(self.now(), 3), "what": what, **details})
 
 
-def _signal_every(server: Server, clock: Clock, seconds: float, start: float, every: float,
-                  pick: Callable[[int], tuple[int, int, str]]) -> None:
+def _signal_every(server: LifecycleServer, clock: Clock, seconds: float, start: float,
+                  every: float, pick: Callable[[int], tuple[int, int, str]]) -> None:
     """At start, start + every, ... (while at least 1 s of load is left): ``pick(i)``
     gives (pid, signal, label) of the i-th action."""
     t, i = start, 0
@@ -397,30 +265,30 @@ def _signal_every(server: Server, clock: Clock, seconds: float, start: float, ev
     clock.until(seconds)
 
 
-def event_none(server: Server, clock: Clock, seconds: float, workers: int) -> None:
+def event_none(server: LifecycleServer, clock: Clock, seconds: float, workers: int) -> None:
     clock.until(seconds)
 
 
-def event_sigkill(server: Server, clock: Clock, seconds: float, workers: int) -> None:
+def event_sigkill(server: LifecycleServer, clock: Clock, seconds: float, workers: int) -> None:
     def pick(_: int) -> tuple[int, int, str]:
         pids = [pid for pid in children(server.pid) if pid != server.pid]
         return (min(pids) if pids else 0), signal.SIGKILL, "SIGKILL worker"
     _signal_every(server, clock, seconds, 2.0, 2.0, pick)
 
 
-def event_hup(server: Server, clock: Clock, seconds: float, workers: int) -> None:
+def event_hup(server: LifecycleServer, clock: Clock, seconds: float, workers: int) -> None:
     _signal_every(server, clock, seconds, 2.0, 2.0,
                   lambda _: (server.pid, signal.SIGHUP, "SIGHUP"))
 
 
-def event_ttin_ttou(server: Server, clock: Clock, seconds: float, workers: int) -> None:
+def event_ttin_ttou(server: LifecycleServer, clock: Clock, seconds: float, workers: int) -> None:
     def pick(i: int) -> tuple[int, int, str]:
         sig = signal.SIGTTOU if i % 2 == 0 else signal.SIGTTIN
         return server.pid, sig, signal.Signals(sig).name
     _signal_every(server, clock, seconds, 1.5, 1.5, pick)
 
 
-def event_term(server: Server, clock: Clock, seconds: float, workers: int) -> None:
+def event_term(server: LifecycleServer, clock: Clock, seconds: float, workers: int) -> None:
     clock.until(2.0)
     server.signal(signal.SIGTERM)
     clock.act("SIGTERM master", pid=server.pid)
@@ -432,7 +300,7 @@ def event_term(server: Server, clock: Clock, seconds: float, workers: int) -> No
         clock.run.notes.append(f"master still running {GRACEFUL_TIMEOUT + 10}s after TERM")
 
 
-def event_usr2_term(server: Server, clock: Clock, seconds: float, workers: int) -> None:
+def event_usr2_term(server: LifecycleServer, clock: Clock, seconds: float, workers: int) -> None:
     run = clock.run
     clock.until(2.0)
     old_workers = set(children(server.pid))
@@ -480,7 +348,7 @@ def event_usr2_term(server: Server, clock: Clock, seconds: float, workers: int) 
     clock.until(max(seconds, clock.now() + 1.5))
 
 
-EVENT_DRIVERS: dict[str, Callable[[Server, Clock, float, int], None]] = {
+EVENT_DRIVERS: dict[str, Callable[[LifecycleServer, Clock, float, int], None]] = {
     "max_requests": event_none,
     "sigkill": event_sigkill,
     "hup": event_hup,
@@ -490,7 +358,7 @@ EVENT_DRIVERS: dict[str, Callable[[Server, Clock, float, int], None]] = {
 }
 
 
-def stop_new_master(server: Server, run: Run) -> None:
+def stop_new_master(server: LifecycleServer, run: Run) -> None:
     """After usr2_term: TERM the new master, wait a bounded time (the group goes later)."""
     path = server.run_dir / "new_master.pid"
     if not path.exists():
@@ -521,11 +389,11 @@ def config_text(variant: Variant, event: str) -> str:
 
 def command_for(args: argparse.Namespace, variant: Variant, event: str, port: int,
                 config: Path) -> list[str]:
-    command = [str(GUNICORN), "-c", str(config), *variant.options, "-w", str(args.workers),
-               "-b", f"{HOST}:{port}", "--log-level", args.log_level]
+    extra = ["--log-level", args.log_level]
     if event == "max_requests":
-        command += ["--max-requests", "300", "--max-requests-jitter", "50"]
-    return [*command, "app:app"]
+        extra += ["--max-requests", "300", "--max-requests-jitter", "50"]
+    return gunicorn_command(variant.options, args.workers, port, "app:app", *extra,
+                            config=config)
 
 
 def _relative(samples: Sequence[Sample], t0: float, actions: list[dict[str, Any]],
@@ -592,7 +460,7 @@ def run_once(args: argparse.Namespace, variant: Variant, event: str, mode: str,
               log=str(run_dir / "gunicorn.log"),
               started=dt.datetime.now().isoformat(timespec="seconds"),
               loadavg_before=loadavg())
-    server = Server(command, run_dir)
+    server = LifecycleServer(command, run_dir)
     try:
         server.start()
         server.wait_serving(port, args.workers)
@@ -643,11 +511,6 @@ def run_once(args: argparse.Namespace, variant: Variant, event: str, mode: str,
 
 # --- output -----------------------------------------------------------------------------
 
-
-def _fmt(value: float | None, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{value:,.{digits}f}"
-
-
 def notes_cell(run: Run) -> str:
     if run.error:
         return f"**error**: {run.error}"
@@ -664,60 +527,33 @@ def notes_cell(run: Run) -> str:
     return "; ".join(notes)
 
 
+COLUMNS = ("event", "mode", "variant", "served", "req/s", "reset", "refused", "no resp",
+           "p50 ms", "p99 ms", "max ms", "OutRsts", "other CPU", "notes")
+ALIGN = ("---", "---", "---", *["--:"] * 10, "---")
+
+
 def table(runs: Sequence[Run]) -> str:
     labels = {v.name: v.label for v in VARIANTS}
-    lines = ["| event | mode | variant | served | req/s | reset | refused | no resp | p50 ms "
-             "| p99 ms | max ms | OutRsts | other CPU | notes |",
-             "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
+    lines = [md_header(COLUMNS, ALIGN)]
     for run in runs:
         c = run.counts
         mark = "**" if run.variant == "prefork" and run.lost else ""
         losses = ["" if run.error else f"{mark}{c.get(k, 0)}{mark}" for k in OUTCOMES[1:]]
-        lines.append("| " + " | ".join([
+        lines.append(md_row([
             run.event, run.mode, labels.get(run.variant, run.variant),
             f"{c.get('served', 0):,}" if not run.error else "",
-            _fmt(run.rps, 0), *losses, _fmt(run.p50_ms, 2), _fmt(run.p99_ms),
-            _fmt(run.max_ms, 0), "" if run.out_rsts is None else str(run.out_rsts),
+            fmt_number(run.rps, 0), *losses, fmt_number(run.p50_ms, 2), fmt_number(run.p99_ms),
+            fmt_number(run.max_ms, 0), "" if run.out_rsts is None else str(run.out_rsts),
             "n/a" if run.other_cpu_pct is None else f"{run.other_cpu_pct:.0f}%",
-            notes_cell(run)]) + " |")
+            notes_cell(run)]))
     return "\n".join(lines)
-
-
-def source_state() -> dict[str, str]:
-    """The commit measured, and local changes in the package and the load generator."""
-    def git(*argv: str) -> str:
-        try:
-            return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True,
-                                  check=False, timeout=10).stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
-            return ""
-    return {"commit": git("rev-parse", "HEAD"),
-            "changes": git("status", "--porcelain", "--", "gunicorn_prefork", "tests/load.py")}
 
 
 # --- main -------------------------------------------------------------------------------
 
 
-def gunicorn_version() -> str:
-    return importlib.metadata.version("gunicorn")
-
-
-def _subset(parser: argparse.ArgumentParser, text: str, known: Sequence[str],
-            option: str) -> list[str]:
-    if text == "all":
-        return list(known)
-    wanted = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in wanted if name not in known]
-    if unknown or not wanted:
-        parser.error(f"{option}: unknown {', '.join(unknown) or 'empty list'}; "
-                     f"choose from {', '.join(known)} or all")
-    return [name for name in known if name in wanted]
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=(__doc__ or "").splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__)
     parser.add_argument("--events", default="all",
                         help="comma-separated subset of: " + ", ".join(EVENTS))
     parser.add_argument("--variants", default="all",
@@ -741,8 +577,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="raw results (default benchmarks/results/lifecycle-<timestamp>"
                              ".json)")
     args = parser.parse_args(argv)
-    args.event_list = _subset(parser, args.events, EVENTS, "--events")
-    args.variant_list = _subset(parser, args.variants, [v.name for v in VARIANTS],
+    args.event_list = subset(parser, args.events, EVENTS, "--events")
+    args.variant_list = subset(parser, args.variants, [v.name for v in VARIANTS],
                                 "--variants")
     args.mode_list = list(MODES) if args.mode == "both" else [args.mode]
     if not 1 <= args.clients <= 256:
@@ -773,7 +609,7 @@ def enter_netns(args: argparse.Namespace, argv: Sequence[str]) -> bool:
     os.environ[NETNS_ENV] = "1"
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execvp("unshare", ["unshare", "--net", "--", sys.executable, str(Path(__file__)),
+    os.execvp("unshare", ["unshare", "--net", "--", sys.executable, "-m", "benchmarks.lifecycle",
                           *argv])
     raise AssertionError("unreachable")
 
@@ -788,9 +624,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.mkdir(parents=True, exist_ok=True)
 
     skipped = {}
-    if int(gunicorn_version().split(".")[0]) < 24:
-        skipped["reuseport"] = (f"Gunicorn {gunicorn_version()} < 24: --reuse-port shares "
-                                "one socket, no per-worker binds")
+    if reason := reuseport_skip_reason():
+        skipped["reuseport"] = reason
     variants = [v for v in VARIANTS if v.name in args.variant_list and v.name not in skipped]
     total = len(args.event_list) * len(args.mode_list) * len(variants)
     meta: dict[str, Any] = {
@@ -798,7 +633,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gunicorn": gunicorn_version(), "gevent": importlib.metadata.version("gevent"),
         "python": platform.python_version(), "cpus": os.cpu_count(),
         "kernel": platform.release(), "netns": netns, "logs": str(logs),
-        "loadavg_start": loadavg(), "skipped": skipped, "source": source_state(),
+        "loadavg_start": loadavg(), "skipped": skipped,
+        "source": source_state("gunicorn_prefork", "tests/load.py"),
         "seconds": args.seconds, "clients": args.clients, "workers": args.workers}
     print(f"gunicorn {meta['gunicorn']}, gevent {meta['gevent']}, Python {meta['python']}, "
           f"{meta['cpus']} CPUs, load {meta['loadavg_start']}; "
@@ -819,10 +655,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 runs.append(run)
                 print(run.error or ", ".join(f"{k}={v}" for k, v in run.counts.items()),
                       file=sys.stderr, flush=True)
-                json_path.parent.mkdir(parents=True, exist_ok=True)
                 meta["loadavg_end"] = loadavg()
-                json_path.write_text(json.dumps(
-                    {"meta": meta, "runs": [asdict(r) for r in runs]}, indent=1) + "\n")
+                write_json(json_path, meta, runs)
 
     print(f"\n{total} runs, {args.seconds:g} s of load each, {args.clients} clients, "
           f"{args.workers} workers; gunicorn {meta['gunicorn']}; load average "

@@ -1,8 +1,10 @@
 """fasthttp's prefork benchmark, redone for Gunicorn: our worker against the alternatives.
 
-    python benchmarks/seed.py                        # full run: ~6-8 min on 2 cores
-    python benchmarks/seed.py --duration 3 --repeats 1            # smoke test, ~1 min
-    python benchmarks/seed.py --workload hello --variants prefork,gevent
+    python -m benchmarks.seed                               # full run: ~6-8 min on 2 cores
+    python -m benchmarks.seed --duration 3 --repeats 1      # smoke test, ~1 min
+    python -m benchmarks.seed --workload hello --variants prefork,gevent
+
+(from the repository root, like every tool in ``benchmarks/``).
 
 Variants (each with ``--workers`` workers, 2 by default, on 127.0.0.1 only):
 
@@ -59,34 +61,53 @@ counts (JSON) and look for a worker with 0 requests (max/min ``inf``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import importlib.metadata
 import importlib.util
-import json
 import math
 import os
 import platform
-import re
 import resource
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from _common import free_port
+from .procfs import children, cpu_seconds, loadavg, rss_mib, system_cpu
+from .results import (
+    RESULTS_DIR,
+    argument_parser,
+    fmt_int,
+    fmt_ms,
+    fmt_pct,
+    fmt_ratio,
+    interleaved,
+    md_header,
+    md_row,
+    source_state,
+    spread,
+    subset,
+    write_json,
+)
+from .servers import (
+    APPS_DIR,
+    GEVENT,
+    HOST,
+    PREFORK,
+    REUSEPORT,
+    Server,
+    free_port,
+    gunicorn_command,
+    gunicorn_version,
+    http_get,
+    reuseport_skip_reason,
+)
+from .wrk import WrkResult, run_wrk, wrk_command, wrk_result
 
-HERE = Path(__file__).resolve().parent
-APPS_DIR = HERE / "apps"
-RESULTS_DIR = HERE / "results"
-HOST = "127.0.0.1"
 SLEEP_SECONDS = 0.1
 COUNT_PATH = "/__count"
 WRK_HEADERS = (
@@ -95,7 +116,6 @@ WRK_HEADERS = (
     "application/xml;q=0.8,*/*;q=0.7",
     "Connection: keep-alive",
 )
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -110,18 +130,6 @@ class Variant:
     name: str
     label: str
     command: Callable[[argparse.Namespace, Workload, int], list[str]]
-
-
-@dataclass
-class WrkResult:
-    rps: float | None = None
-    requests: int | None = None
-    p50_ms: float | None = None
-    p90_ms: float | None = None
-    p99_ms: float | None = None
-    max_ms: float | None = None
-    socket_errors: dict[str, int] = field(default_factory=dict)
-    non_2xx_3xx: int = 0
 
 
 @dataclass
@@ -152,23 +160,12 @@ class Run:
 # --- servers ------------------------------------------------------------------------------
 
 
-def _gunicorn(args: argparse.Namespace, workload: Workload, port: int,
-              *options: str) -> list[str]:
-    return [str(Path(sys.executable).parent / "gunicorn"), *options, "-w", str(args.workers),
-            "-b", f"{HOST}:{port}", "--log-level", "info", "--graceful-timeout", "5",
-            f"seed_apps:{workload.app}"]
-
-
-def _prefork(args: argparse.Namespace, workload: Workload, port: int) -> list[str]:
-    return _gunicorn(args, workload, port, "-k", "gunicorn_prefork.Worker")
-
-
-def _gevent(args: argparse.Namespace, workload: Workload, port: int) -> list[str]:
-    return _gunicorn(args, workload, port, "-k", "gevent")
-
-
-def _reuseport(args: argparse.Namespace, workload: Workload, port: int) -> list[str]:
-    return _gunicorn(args, workload, port, "-k", "gevent", "--reuse-port")
+def _gunicorn(options: Sequence[str]) -> Callable[[argparse.Namespace, Workload, int],
+                                                  list[str]]:
+    def command(args: argparse.Namespace, workload: Workload, port: int) -> list[str]:
+        return gunicorn_command(options, args.workers, port, f"seed_apps:{workload.app}",
+                                "--log-level", "info", "--graceful-timeout", "5")
+    return command
 
 
 def _granian_exe() -> list[str] | None:
@@ -192,39 +189,26 @@ def _granian(args: argparse.Namespace, workload: Workload, port: int) -> list[st
 
 
 VARIANTS = (
-    Variant("prefork", "gunicorn_prefork.Worker", _prefork),
-    Variant("gevent", "-k gevent (shared socket)", _gevent),
-    Variant("reuseport", "-k gevent --reuse-port", _reuseport),
+    Variant("prefork", "gunicorn_prefork.Worker", _gunicorn(PREFORK)),
+    Variant("gevent", "-k gevent (shared socket)", _gunicorn(GEVENT)),
+    Variant("reuseport", "-k gevent --reuse-port", _gunicorn(REUSEPORT)),
     Variant("granian", "granian --interface wsgi", _granian),
 )
-
-
-def gunicorn_major() -> int:
-    return int(importlib.metadata.version("gunicorn").split(".")[0])
 
 
 def skipped_variants() -> dict[str, str]:
     """Variants this machine cannot run, with the reason."""
     skipped = {}
-    version = importlib.metadata.version("gunicorn")
-    if gunicorn_major() < 24:
-        skipped["reuseport"] = (f"Gunicorn {version} < 24: --reuse-port shares one socket, "
-                                "no per-worker binds")
+    if reason := reuseport_skip_reason():
+        skipped["reuseport"] = reason
     if _granian_exe() is None:
         skipped["granian"] = "granian is not installed (pip install granian to include it)"
     return skipped
 
 
-
-
-
-def _ask_count(port: int, timeout: float = 2.0) -> tuple[str, int]:
+def ask_count(port: int, timeout: float = 2.0) -> tuple[str, int]:
     """``GET /__count`` on a fresh connection: (pid, requests served) of whoever answers."""
-    with socket.create_connection((HOST, port), timeout=timeout) as conn:
-        conn.sendall(f"GET {COUNT_PATH} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
-        data = b""
-        while chunk := conn.recv(4096):
-            data += chunk
+    data = http_get(port, COUNT_PATH, timeout=timeout)
     head, _, body = data.partition(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.") or b" 200 " not in head.split(b"\r\n", 1)[0] + b" ":
         raise RuntimeError(f"unexpected answer to {COUNT_PATH}: {data[:200]!r}")
@@ -238,143 +222,12 @@ def collect_counts(port: int, workers: int, deadline_s: float) -> dict[str, int]
     deadline = time.monotonic() + deadline_s
     while len(counts) < workers and time.monotonic() < deadline:
         try:
-            pid, count = _ask_count(port)
+            pid, count = ask_count(port)
         except (OSError, RuntimeError, ValueError):
             time.sleep(0.05)
             continue
         counts[pid] = count
     return counts
-
-
-def children(pid: int) -> list[int]:
-    """Child pids of every thread of ``pid``."""
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError):
-                text = Path(f"/proc/{pid}/task/{task}/children").read_text()
-                found += [int(child) for child in text.split()]
-    return sorted(set(found))
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` (0 once it is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def system_cpu() -> tuple[float, float, float]:
-    """(all, busy, interrupts) seconds of CPU time summed over all cores, from /proc/stat."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    total = user + nice + system + idle + iowait + irq + softirq + steal
-    return total / CLK_TCK, (total - idle - iowait) / CLK_TCK, (irq + softirq) / CLK_TCK
-
-
-@contextlib.contextmanager
-def server(command: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (str(APPS_DIR), os.environ.get("PYTHONPATH", "")) if p))
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(command, cwd=APPS_DIR, env=env, stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield proc
-    finally:
-        stop(proc)
-
-
-def stop(proc: subprocess.Popen[bytes], wait_s: float = 15.0) -> None:
-    """TERM to the master, a bounded wait, then SIGKILL to whatever is left of its group."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(wait_s)
-        except subprocess.TimeoutExpired:
-            print(f"  server {proc.pid} ignored TERM for {wait_s:.0f}s; killing its group",
-                  file=sys.stderr)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(10)
-
-
-def wait_ready(proc: subprocess.Popen[bytes], port: int, workers: int, log_path: Path,
-               deadline_s: float = 30.0) -> None:
-    """Until every worker has answered ``/__count`` on a fresh connection."""
-    heard: set[str] = set()
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with status {proc.returncode}:\n"
-                               + _tail(log_path))
-        try:
-            heard.add(_ask_count(port, timeout=1.0)[0])
-        except (OSError, RuntimeError, ValueError):
-            time.sleep(0.1)
-            continue
-        if len(heard) >= workers:
-            return
-    raise RuntimeError(f"only {len(heard)} of {workers} workers answered within "
-                       f"{deadline_s:.0f}s:\n" + _tail(log_path))
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-# --- wrk ----------------------------------------------------------------------------------
-
-_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
-_TIME = r"([\d.]+)(us|ms|s|m|h)"
-
-
-def _ms(value: str, unit: str) -> float:
-    return float(value) * _UNITS_MS[unit]
-
-
-def wrk_command(args: argparse.Namespace, conns: int, port: int) -> list[str]:
-    command = [args.wrk]
-    for header in WRK_HEADERS:
-        command += ["-H", header]
-    return [*command, "--latency", "-d", f"{args.duration}s", "-c", str(conns),
-            "--timeout", "8", "-t", str(args.threads), f"http://{HOST}:{port}/"]
-
-
-def parse_wrk(text: str) -> WrkResult:
-    result = WrkResult()
-    if m := re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M):
-        result.rps = float(m.group(1))
-    if m := re.search(r"^\s*(\d+) requests in ", text, re.M):
-        result.requests = int(m.group(1))
-    if m := re.search(rf"^\s*Latency\s+\S+\s+\S+\s+{_TIME}", text, re.M):
-        result.max_ms = _ms(m.group(1), m.group(2))
-    for pct in ("50", "90", "99"):
-        if m := re.search(rf"^\s*{pct}%\s+{_TIME}\s*$", text, re.M):
-            setattr(result, f"p{pct}_ms", _ms(m.group(1), m.group(2)))
-    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-                      text):
-        result.socket_errors = dict(zip(("connect", "read", "write", "timeout"),
-                                        map(int, m.groups())))
-    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", text):
-        result.non_2xx_3xx = int(m.group(1))
-    return result
 
 
 # --- one run ------------------------------------------------------------------------------
@@ -384,39 +237,36 @@ def run_once(args: argparse.Namespace, variant: Variant, workload: Workload, rep
              logs: Path) -> Run:
     port = free_port()
     command = variant.command(args, workload, port)
-    wrk = wrk_command(args, workload.conns, port)
+    wrk = wrk_command(port, duration=args.duration, conns=workload.conns,
+                      threads=args.threads, headers=WRK_HEADERS, timeout=8, wrk=args.wrk)
     run = Run(repeat=repeat, workload=workload.name, variant=variant.name, command=command,
               wrk_command=wrk, port=port, started=dt.datetime.now().isoformat(timespec="seconds"),
-              loadavg_before=Path("/proc/loadavg").read_text().strip())
+              loadavg_before=loadavg(5))
     log_path = logs / f"{workload.name}-{variant.name}-{repeat}.log"
     try:
-        with server(command, log_path) as proc:
-            wait_ready(proc, port, args.workers, log_path)
+        with Server(command, log_path, cwd=APPS_DIR) as server:
+            server.wait_serving(port, args.workers,
+                                ask=lambda port: ask_count(port, timeout=1.0)[0])
             time.sleep(args.settle)
-            workers = children(proc.pid)
+            workers = children(server.pid)
             cpu_before = {pid: cpu_seconds(pid) for pid in workers}
-            master_before = cpu_seconds(proc.pid)
+            master_before = cpu_seconds(server.pid)
             sys_before = system_cpu()
             wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            done = subprocess.run(wrk, capture_output=True, text=True, check=False,
-                                  timeout=args.duration + 60)
+            done = run_wrk(wrk, timeout=args.duration + 60)
             wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
             sys_after = system_cpu()
             # Right after the run, before anything else touches the workers.
-            workers_after = children(proc.pid)
+            workers_after = children(server.pid)
             run.worker_pids_before, run.worker_pids_after = workers, workers_after
             run.worker_rss_mib = {str(pid): rss for pid in workers_after
                                   if (rss := rss_mib(pid)) is not None}
             worker_cpu = sum(cpu_seconds(pid) - cpu_before.get(pid, 0.0)
                              for pid in workers_after)
-            master_cpu = cpu_seconds(proc.pid) - master_before
+            master_cpu = cpu_seconds(server.pid) - master_before
             wrk_cpu = ((wrk_after.ru_utime + wrk_after.ru_stime)
                        - (wrk_before.ru_utime + wrk_before.ru_stime))
-            if done.returncode != 0:
-                raise RuntimeError(f"wrk exited with {done.returncode}: {done.stderr.strip()}")
-            run.wrk = parse_wrk(done.stdout)
-            if run.wrk.rps is None:
-                raise RuntimeError(f"cannot parse wrk output:\n{done.stdout}")
+            run.wrk = wrk_result(done)
             counts = collect_counts(port, args.workers, deadline_s=15.0)
             run.per_worker = counts
             if len(counts) >= args.workers:
@@ -446,49 +296,6 @@ def run_once(args: argparse.Namespace, variant: Variant, workload: Workload, rep
 # --- summary ------------------------------------------------------------------------------
 
 
-def _spread(values: Sequence[float | None], fmt: Callable[[float], str]) -> str:
-    present = [v for v in values if v is not None]
-    if not present:
-        return "n/a"
-    median = fmt(statistics.median(present))
-    if len(present) == 1:
-        return median
-    return f"{median} ({fmt(min(present))}-{fmt(max(present))})"
-
-
-def _fmt_ms(value: float) -> str:
-    if value >= 1000:
-        return f"{value / 1000:.2f} s"
-    if value >= 100:
-        return f"{value:.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def _fmt_int(value: float) -> str:
-    return f"{value:,.0f}"
-
-
-def _fmt_ratio(value: float) -> str:
-    return "inf" if math.isinf(value) else f"{value:.2f}"
-
-
-def _finite(value: Any) -> Any:
-    """For JSON: infinities (a worker that served nothing) become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _fmt_pct(value: float) -> str:
-    return f"{value:.0f}%"
-
-
 def add_ratios(runs: list[Run], workloads: dict[str, Workload]) -> None:
     """sleep: req/s over the ceiling; hello: over ``gevent`` in the same repeat."""
     gevent_rps = {(r.repeat, r.workload): r.wrk.rps for r in runs
@@ -502,12 +309,13 @@ def add_ratios(runs: list[Run], workloads: dict[str, Workload]) -> None:
             r.ratio = r.wrk.rps / base
 
 
+COLUMNS = ("workload", "variant", "ok runs", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms",
+           "sock err", "non-2xx/3xx", "worker max/min", "ratio", "RSS MiB", "CPU µs/req",
+           "other load")
+
+
 def table(runs: list[Run], variants: Sequence[Variant], workloads: Sequence[Workload]) -> str:
-    lines = [
-        "| workload | variant | ok runs | req/s | p50 ms | p90 ms | p99 ms | max ms "
-        "| sock err | non-2xx/3xx | worker max/min | ratio | RSS MiB | CPU µs/req | other load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines = [md_header(COLUMNS)]
     for workload in workloads:
         ratio_to = (f"of {workload.conns / SLEEP_SECONDS:,.0f}" if workload.name == "sleep"
                     else "vs gevent")
@@ -517,44 +325,29 @@ def table(runs: list[Run], variants: Sequence[Variant], workloads: Sequence[Work
             if not mine:
                 continue
             w = [r.wrk for r in ok if r.wrk is not None]
-            cells = [
+            lines.append(md_row([
                 f"{workload.name} c{workload.conns}", variant.label, f"{len(ok)}/{len(mine)}",
-                _spread([x.rps for x in w], _fmt_int),
-                _spread([x.p50_ms for x in w], _fmt_ms),
-                _spread([x.p90_ms for x in w], _fmt_ms),
-                _spread([x.p99_ms for x in w], _fmt_ms),
-                _spread([x.max_ms for x in w], _fmt_ms),
-                _spread([float(sum(x.socket_errors.values())) for x in w], _fmt_int),
-                _spread([float(x.non_2xx_3xx) for x in w], _fmt_int),
-                _spread([r.per_worker_ratio for r in ok], _fmt_ratio),
-                _spread([r.ratio for r in ok], _fmt_ratio) + (f" {ratio_to}" if ok else ""),
-                _spread([r.median_rss_mib for r in ok], lambda v: f"{v:.1f}"),
-                _spread([r.cpu_us_per_req for r in ok], _fmt_int),
-                _spread([r.other_load_pct for r in ok], _fmt_pct),
-            ]
-            lines.append("| " + " | ".join(cells) + " |")
+                spread([x.rps for x in w], fmt_int),
+                spread([x.p50_ms for x in w], fmt_ms),
+                spread([x.p90_ms for x in w], fmt_ms),
+                spread([x.p99_ms for x in w], fmt_ms),
+                spread([x.max_ms for x in w], fmt_ms),
+                spread([float(sum(x.socket_errors.values())) for x in w], fmt_int),
+                spread([float(x.non_2xx_3xx) for x in w], fmt_int),
+                spread([r.per_worker_ratio for r in ok], fmt_ratio),
+                spread([r.ratio for r in ok], fmt_ratio) + (f" {ratio_to}" if ok else ""),
+                spread([r.median_rss_mib for r in ok], lambda v: f"{v:.1f}"),
+                spread([r.cpu_us_per_req for r in ok], fmt_int),
+                spread([r.other_load_pct for r in ok], fmt_pct),
+            ]))
     return "\n".join(lines)
 
 
 # --- main ---------------------------------------------------------------------------------
 
 
-def _source_state() -> dict[str, str]:
-    """The commit of the checkout measured, and whether the package had local changes."""
-    def git(*argv: str) -> str:
-        try:
-            return subprocess.run(["git", *argv], cwd=HERE.parent, capture_output=True,
-                                  text=True, check=False, timeout=10).stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
-            return ""
-    return {"commit": git("rev-parse", "HEAD"),
-            "changes": git("status", "--porcelain", "--", "gunicorn_prefork")}
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=(__doc__ or "").splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__)
     parser.add_argument("--workload", choices=("sleep", "hello", "all"), default="all")
     parser.add_argument("--variants", default="all",
                         help="comma-separated subset of: "
@@ -574,6 +367,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None,
                         help="raw results (default benchmarks/results/seed-<timestamp>.json)")
     args = parser.parse_args(argv)
+    args.variant_list = subset(parser, args.variants, [v.name for v in VARIANTS], "--variants")
     if min(args.duration, args.threads, args.repeats, args.workers) < 1:
         parser.error("--duration, --threads, --repeats and --workers must be >= 1")
     if shutil.which(args.wrk) is None:
@@ -590,12 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "hello": Workload("hello", "hello_app", args.hello_conns)}
     workloads = (list(all_workloads.values()) if args.workload == "all"
                  else [all_workloads[args.workload]])
-    wanted = ({v.name for v in VARIANTS} if args.variants == "all"
-              else {name.strip() for name in args.variants.split(",")})
-    unknown = wanted - {v.name for v in VARIANTS}
-    if unknown:
-        print(f"unknown variants: {', '.join(sorted(unknown))}", file=sys.stderr)
-        return 2
+    wanted = args.variant_list
     skipped = {k: v for k, v in skipped_variants().items() if k in wanted}
     variants = [v for v in VARIANTS if v.name in wanted and v.name not in skipped]
     if any(w.name == "hello" for w in workloads) and "gevent" not in wanted:
@@ -608,9 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     runs: list[Run] = []
     done = 0
-    for repeat in range(1, args.repeats + 1):
-        shift = (repeat - 1) % len(variants)
-        order = variants[shift:] + variants[:shift]
+    for repeat, order in interleaved(variants, args.repeats):
         for workload in workloads:
             for variant in order:
                 done += 1
@@ -620,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     summary = (f"{run.wrk.rps:,.0f} req/s, p99 "
                                f"{(run.wrk.p99_ms or 0):.1f} ms, "
                                f"workers {sorted(run.per_worker.values())}, "
-                               f"other load {_fmt_pct(run.other_load_pct or 0)}")
+                               f"other load {fmt_pct(run.other_load_pct or 0)}")
                     if run.worker_pids_before != run.worker_pids_after:
                         summary += (f"; WORKERS CHANGED {run.worker_pids_before} -> "
                                     f"{run.worker_pids_after}")
@@ -639,16 +426,16 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"all {os.cpu_count()} cores")
 
     meta = {
-        "argv": sys.argv, "args": {k: str(v) for k, v in vars(args).items()},
+        "argv": sys.argv, "args": {k: str(v) for k, v in vars(args).items()
+                                   if k != "variant_list"},
         "python": sys.version, "platform": platform.platform(), "cpus": os.cpu_count(),
-        "gunicorn": importlib.metadata.version("gunicorn"),
+        "gunicorn": gunicorn_version(),
         "gevent": importlib.metadata.version("gevent"),
         "wrk_headers": WRK_HEADERS, "skipped": skipped,
         "variants": {v.name: v.label for v in variants},
-        "source": _source_state(),
+        "source": source_state("gunicorn_prefork"),
     }
-    json_path.write_text(json.dumps(_finite({"meta": meta, "runs": [asdict(r) for r in runs]}),
-                                    indent=1, allow_nan=False) + "\n")
+    write_json(json_path, meta, runs)
     print(f"\nraw results: {json_path}; server logs: {logs}/")
     return 1 if any(r.error for r in runs) else 0
 
