@@ -117,6 +117,7 @@ def _manage_workers(original: Callable[..., Any]) -> Callable[..., Any]:
         if master is not None:
             master.settle_drained()
             master.check_ready()
+            master.report_stalls()
         return result
     return manage_workers
 

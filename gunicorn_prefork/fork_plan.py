@@ -31,6 +31,9 @@ class ChildPlan:
     boot_delay: float = 0.0
     #: the plugin's logger (``prefork_logger`` or Gunicorn's error log)
     log: Any = None
+    #: the shared progress page and this worker's counter in it (None: not watched)
+    progress: Any = None
+    progress_index: int | None = None
 
 
 _armed: ChildPlan | None = None

@@ -29,16 +29,18 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import _gunicorn, fork_plan, handover, steering
+from . import _gunicorn, fork_plan, handover, stall_watch, steering
 from . import settings as settings_mod
 from .assignment import SlotAssignment
 from .boot_watch import BootWatch
 from .errors import OverRecoveryError, PreforkError
 from .plugin_log import PluginLog
+from .progress import ProgressPage
 from .recovery import Crash, ExitKind, Recovery, Replacement, classify, describe_status
-from .retiring import DRAIN_SECONDS, Retirement
+from .retiring import DRAIN_SECONDS, Retirement, queued_on
 from .settings import PreforkSettings
 from .slots import Slot, SlotTable, check_reuseport_possible
+from .stall_watch import StallWatch
 
 #: Signals with which the master tells a worker to go (stop, reload, TTOU, timeout).
 LEAVE_SIGNALS = frozenset({signal.SIGTERM, signal.SIGQUIT, signal.SIGINT,
@@ -66,6 +68,10 @@ class Master:
         self.recovery = Recovery(self.settings.recover_threshold,
                                  self.settings.recover_window)
         self.ready = False
+        self.progress = ProgressPage()
+        self.stalls = StallWatch(self.settings.stall_threshold, self.progress)
+        self.group: steering.Group | None = None
+        self._applying = self._dirty = False
 
     # -- configuration -------------------------------------------------------------
 
@@ -100,6 +106,8 @@ class Master:
         self.recovery.configure(new.recover_threshold, new.recover_window)
         if self.reuseport:
             self._take_over_reuse_port()
+            self.stalls.threshold = new.stall_threshold
+            self._watch_stalls()
 
     # -- listeners -----------------------------------------------------------------
 
@@ -129,7 +137,17 @@ class Master:
         self.slots.clear()
         self.retirement.clear()
         self.steerer.reset()  # a new group: no program attached yet
+        self.group = None
+        self._watch_stalls()
         return self.table.listeners()
+
+    def _watch_stalls(self) -> None:
+        """Run the stall watch's timer while ``prefork_stall_threshold`` is on."""
+        if self.stalls.threshold > 0 and self.table is not None:
+            stall_watch.start_timer(self.stalls.threshold, self._on_tick)
+        else:
+            stall_watch.stop_timer()
+            self.stalls.stalled = frozenset()
 
     def _sync_listeners(self) -> None:
         """Gunicorn's ``LISTENERS`` follow the table: USR2 passes them on, stop closes them."""
@@ -160,7 +178,9 @@ class Master:
         shared = self.server.listeners
         if slot is not None:
             self.server.listeners = slot.sockets
-        fork_plan.arm(fork_plan.ChildPlan(self.pid, others, delay, self.log))
+        fork_plan.arm(fork_plan.ChildPlan(
+            self.pid, others, delay, self.log, self.progress,
+            self.progress.index_for(slot) if slot is not None else None))
         try:
             pid = spawn_worker()
         finally:
@@ -257,24 +277,85 @@ class Master:
             return
         serving = self._update_serving()
         indices = {id(slot): index for index, slot in enumerate(table.slots)}
-        allowed = steering.allowed_indices(
-            len(table.slots),
-            serving={indices[i] for i in serving if i in indices},
-            draining={indices[id(s)] for s in self.retirement.draining if id(s) in indices},
-            stranded={indices[id(s)] for s in self.retirement.stranded if id(s) in indices},
-            num_workers=self.server.num_workers)
+        self.progress.keep_only(table.slots)
+        serving_indices = frozenset(indices[i] for i in serving if i in indices)
+        self.group = steering.Group(
+            len(table.slots), serving_indices,
+            draining=frozenset(indices[id(s)] for s in self.retirement.draining
+                               if id(s) in indices),
+            stranded=frozenset(indices[id(s)] for s in self.retirement.stranded
+                               if id(s) in indices),
+            num_workers=self.server.num_workers,
+            attach_via=tuple(table.slots[0].sockets),
+            watched=tuple(stall_watch.WatchedSlot(
+                slot.number,
+                self.progress.index_for(slot) if index in serving_indices else None, slot)
+                for index, slot in enumerate(table.slots)))
         try:
-            changed = self.steerer.apply(table.slots[0].sockets, allowed)
+            allowed = self._apply()
         except OSError as exc:
             self.log.warning("cannot steer connections (%s); the kernel's hash applies", exc)
             return
-        if not changed:
+        if allowed is None:
             return
         if allowed:
             self.log.debug("new connections go to slot index(es) %s of %d",
                            list(allowed), len(table.slots))
         else:
             self.log.debug("new connections spread over all %d slots", len(table.slots))
+
+    def _apply(self) -> tuple[int, ...] | None:
+        """Attach the program for the current group and stalls; returns the allowed
+        indices when the program changed. The stall timer may run this in the middle
+        of the main loop's own call: that one then redoes it with the latest state."""
+        if self._applying:
+            self._dirty = True
+            return None
+        self._applying = True
+        try:
+            changed: tuple[int, ...] | None = None
+            self._dirty = True
+            while self._dirty:
+                self._dirty = False
+                group = self.group
+                if group is None:
+                    break
+                allowed = group.allowed(self.stalls.stalled)
+                if self.steerer.apply(group.attach_via, allowed):
+                    changed = allowed
+            return changed
+        finally:
+            self._applying = False
+
+    def _on_tick(self) -> None:
+        """The stall timer (a signal handler): look at the slots, re-steer on change."""
+        group = self.group
+        if group is not None and self.stalls.tick(time.monotonic(), group.watched):
+            try:
+                self._apply()
+            except OSError:
+                pass  # the main loop's next steer() reports it
+
+    def report_stalls(self) -> None:
+        """From the main loop: log and count what the stall watch saw."""
+        for event in self.stalls.take_events():
+            worker = self._worker_on(event.slot_number)
+            if event.kind == "started":
+                self.log.warning("worker %s on slot %d takes no connections for %.1fs, "
+                                 "%d queued: new connections go to the other slots",
+                                 worker, event.slot_number, event.seconds, event.queued)
+            elif event.kind == "ended":
+                self.log.info("worker %s on slot %d takes connections again after a "
+                              "%.1fs stall", worker, event.slot_number, event.seconds)
+            self._metric("gunicorn.prefork.stalls")
+        gauge = getattr(self.server.log, "gauge", None)
+        if callable(gauge) and self.table is not None:
+            for slot in self.table.slots:
+                gauge(f"gunicorn.prefork.slot.{slot.number}.queued", queued_on(slot))
+
+    def _worker_on(self, number: int) -> str:
+        pids = [str(pid) for pid, slot in self.slots.staying().items() if slot.number == number]
+        return ",".join(pids) or "?"
 
     # -- exits and recovery ------------------------------------------------------------
 

@@ -41,6 +41,7 @@ class PreforkSettings:
     recover_window: float = 60.0
     recover_interval: float = 0.0
     count_timeouts: bool = False
+    stall_threshold: float = 0.05
     logger: LoggerLike | None = None
     on_ready: Callable[..., object] | None = None
     on_recover: Callable[..., object] | None = None
@@ -123,6 +124,10 @@ SPECS: tuple[_Spec, ...] = (
           "Seconds to wait before a crashed worker's replacement boots."),
     _Spec("prefork_count_timeouts", _parse_bool,
           "Count worker timeouts as crashes."),
+    _Spec("prefork_stall_threshold", _parse_seconds,
+          "Seconds a slot may hold queued connections while its worker takes none on "
+          "(a stalled event loop, a full pool) before new connections avoid it; "
+          "0 = off."),
     _Spec("prefork_logger", _parse_logger,
           "Logger for the plugin's messages: an object with debug/info/warning/error "
           "or a dotted import path; None = Gunicorn's error log."),

@@ -27,6 +27,7 @@ import errno
 import socket
 import struct
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 SO_ATTACH_REUSEPORT_CBPF = 51
@@ -80,23 +81,46 @@ def detach(sock: socket.socket) -> None:
 
 
 def allowed_indices(count: int, serving: Collection[int], draining: Collection[int],
-                    stranded: Collection[int], num_workers: int) -> tuple[int, ...]:
+                    stranded: Collection[int], num_workers: int,
+                    stalled: Collection[int] = ()) -> tuple[int, ...]:
     """Which of ``count`` slot indices may take new connections; ``()`` = all of them
     (the kernel's plain hash).
 
-    New connections go only to serving slots that do not drain. When none serves
+    New connections go only to serving slots that do not drain and are not stalled
+    (unless every serving slot is stalled: then stalls are ignored). When none serves
     (every worker recycling at once), they queue on the slots that will get a worker,
     not on those about to close or holding connections nobody accepts, at most
     ``num_workers`` of them. Allowing all (or none) means plain hashing.
     """
-    allowed = tuple(index for index in range(count)
-                    if index in serving and index not in draining)
+    live = tuple(index for index in range(count)
+                 if index in serving and index not in draining)
+    allowed = tuple(index for index in live if index not in stalled) or live
     if not allowed:
         allowed = tuple(index for index in range(count)
                         if index not in draining and index not in stranded)[:num_workers]
     if len(allowed) in (0, count):
         return ()
     return allowed
+
+
+@dataclass(frozen=True)
+class Group:
+    """What the master last decided about one SO_REUSEPORT group, as one immutable
+    value (read from a signal handler while the main loop may build the next)."""
+
+    count: int
+    serving: frozenset[int]
+    draining: frozenset[int]
+    stranded: frozenset[int]
+    num_workers: int
+    #: one listener per bind, through which programs are attached
+    attach_via: tuple[Any, ...]
+    #: the slots, in index order, as the stall watch sees them
+    watched: tuple[Any, ...] = ()
+
+    def allowed(self, stalled: Collection[int] = ()) -> tuple[int, ...]:
+        return allowed_indices(self.count, self.serving, self.draining, self.stranded,
+                               self.num_workers, stalled)
 
 
 class Steerer:

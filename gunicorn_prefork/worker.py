@@ -136,7 +136,14 @@ class Worker(_gunicorn.GeventWorker):  # type: ignore[misc]
     def run(self) -> None:
         _gunicorn.use_stream_server(SlotServer)
         SlotServer.on_close = self._stop_serving
+        plan = fork_plan.received()
+        if plan is not None and plan.progress is not None and plan.progress_index is not None:
+            self._progress = plan.progress
+            self._progress_index = plan.progress_index
         super().run()
+
+    _progress: Any = None
+    _progress_index = 0
 
     def _stop_serving(self) -> None:
         """Gunicorn's run loop saw ``alive`` turn false and closes the servers."""
@@ -146,6 +153,8 @@ class Worker(_gunicorn.GeventWorker):  # type: ignore[misc]
         self._wait_while(slot_server.busy, float(self.cfg.graceful_timeout))
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        if self._progress is not None:  # the master's stall watch sees us take it on
+            self._progress.bump(self._progress_index)
         name = listener_names.get(id(listener))
         if name is not None:
             listener = _NamedListener(listener, name)

@@ -1,0 +1,163 @@
+"""Which slots hold queued connections that their worker does not take: stalls.
+
+Theory of operation
+-------------------
+With one shared socket a worker whose event loop is stuck (CPU-bound code, a driver
+that does not yield, SIGSTOP, a hang until ``timeout``) simply stops accepting and
+the others take every new connection. With a socket per worker the kernel keeps
+hashing connections into the stuck worker's queue. So the master watches each slot:
+
+* its accept queue, which the master can read on its own copy of the socket
+  (``tcpi_unacked`` of a listening socket, what ``ss -ltn`` shows as Recv-Q);
+* its worker's progress, a counter the worker bumps for every connection it takes
+  on (:mod:`gunicorn_prefork.progress`).
+
+A slot is *stalled* when its queue has not been empty and its counter has not moved
+for ``prefork_stall_threshold`` seconds; it stops being stalled as soon as either
+changes. A worker whose pool is full (``worker_connections``) takes nothing on
+either and counts as stalled too. The master steers new connections away from
+stalled slots (see :func:`gunicorn_prefork.steering.allowed_indices`).
+
+The watch runs from an interval timer (``SIGALRM``) in the master's main thread, so
+it reacts within a few milliseconds even while Gunicorn's loop sleeps, without a
+thread (no lock a forked child could inherit held, no fork warnings on 3.12+). A
+signal handler can run in the middle of any master code, so :meth:`StallWatch.tick`
+only reads the slots snapshot it was given (an immutable tuple) and its own state,
+never logs, and records what operators should hear in :attr:`StallWatch.events`
+for the main loop to log.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from .progress import ProgressPage
+from .retiring import queued_on
+
+#: A stall that lasts this long gets a warning (once), and an info line when it ends.
+REPORT_AFTER = 1.0
+
+
+@dataclass(frozen=True)
+class WatchedSlot:
+    """One slot of the steering group, in the group's index order."""
+
+    number: int
+    progress: int | None
+    slot: Any  # the Slot: its listeners
+
+
+@dataclass
+class _SlotState:
+    count: int = -1
+    since: float = 0.0
+    stalled_at: float | None = None
+    reported: bool = False
+    queued: int = 0
+
+
+@dataclass(frozen=True)
+class StallEvent:
+    kind: str  # "started" (passed REPORT_AFTER), "ended" (a reported one), "short"
+    slot_number: int
+    queued: int
+    seconds: float
+
+
+@dataclass
+class StallWatch:
+    """Per-slot stall state, updated by :meth:`tick`."""
+
+    threshold: float
+    page: ProgressPage
+    #: indices (in the group's order) of the slots stalled right now
+    stalled: frozenset[int] = frozenset()
+    events: list[StallEvent] = field(default_factory=list)
+    total: int = 0
+    _states: dict[int, _SlotState] = field(default_factory=dict)
+
+    def tick(self, now: float, slots: Sequence[WatchedSlot]) -> bool:
+        """Look at every slot once; returns whether the stalled set changed."""
+        stalled = set()
+        seen = set()
+        for index, watched in enumerate(slots):
+            if watched.progress is None:
+                continue
+            seen.add(watched.number)
+            state = self._states.get(watched.number)
+            if state is None:
+                state = self._states[watched.number] = _SlotState(since=now)
+            count = self.page.read(watched.progress)
+            queued = queued_on(watched.slot)
+            if count != state.count or queued == 0:
+                state.count, state.since = count, now
+                self._end(watched.number, state, now)
+                continue
+            if now - state.since < self.threshold:
+                continue
+            stalled.add(index)
+            state.queued = max(state.queued, queued)
+            if state.stalled_at is None:
+                state.stalled_at = state.since
+                self.total += 1
+            elif not state.reported and now - state.stalled_at >= REPORT_AFTER:
+                state.reported = True
+                self.events.append(StallEvent("started", watched.number, queued,
+                                              now - state.stalled_at))
+        for number in [n for n in self._states if n not in seen]:
+            del self._states[number]
+        changed = frozenset(stalled) != self.stalled
+        self.stalled = frozenset(stalled)
+        return changed
+
+    def _end(self, number: int, state: _SlotState, now: float) -> None:
+        if state.stalled_at is None:
+            return
+        kind = "ended" if state.reported else "short"
+        self.events.append(StallEvent(kind, number, state.queued, now - state.stalled_at))
+        state.stalled_at, state.reported, state.queued = None, False, 0
+
+    def take_events(self) -> list[StallEvent]:
+        """From the main loop: what happened since the last call."""
+        events, self.events = self.events, []
+        return events
+
+
+def tick_interval(threshold: float) -> float:
+    """How often the timer looks: a fifth of the threshold, between 2 and 10 ms."""
+    return max(0.002, min(0.01, threshold / 5))
+
+
+_callback: Callable[[], None] | None = None
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    callback = _callback
+    if callback is None:
+        return
+    try:
+        callback()
+    except Exception:  # never let the watch raise into whatever Gunicorn was doing
+        pass
+
+
+def start_timer(threshold: float, callback: Callable[[], None]) -> None:
+    """Call ``callback`` every :func:`tick_interval` seconds (SIGALRM, this process).
+
+    Interval timers are not inherited by ``fork()``: workers never get the signal.
+    """
+    global _callback
+    _callback = callback
+    signal.signal(signal.SIGALRM, _on_alarm)
+    interval = tick_interval(threshold)
+    signal.setitimer(signal.ITIMER_REAL, interval, interval)
+
+
+def stop_timer() -> None:
+    global _callback
+    _callback = None
+    signal.setitimer(signal.ITIMER_REAL, 0, 0)

@@ -1,0 +1,76 @@
+"""A stalled worker does not collect new connections (issue 10), with real servers.
+
+One of two workers is stopped with SIGSTOP (its event loop cannot run, as in a
+CPU-bound view or a driver that blocks). A first burst of requests lands partly in
+its slot's queue; the master sees that queue not move and steers new connections to
+the other worker. Those first requests are served once the worker continues: nothing
+is lost. With ``prefork_stall_threshold = 0`` the kernel's hash applies as before.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import time
+from pathlib import Path
+
+from tests.server import Gunicorn, free_port, request, running, wait_for
+
+PREFORK = 'worker_class = "gunicorn_prefork.Worker"\n'
+BURST = 10       # requests sent at once while the worker is stopped
+FOLLOWING = 30   # requests one after another once the stall was seen
+
+
+def _config(port: int, extra: str = "") -> str:
+    return (PREFORK + f'bind = "127.0.0.1:{port}"\nworkers = 2\nloglevel = "info"\n'
+            "prefork_recover_threshold = 0\n" + extra)
+
+
+def _pid(port: int, timeout: float) -> str:
+    try:
+        return request("127.0.0.1", port, timeout=timeout)[1]["x-worker-pid"]
+    except OSError:
+        return "no answer"
+
+
+def _stop_one_and_ask(server: Gunicorn, port: int, wait: float) -> tuple[int, list[str], list[str]]:
+    server.wait_serving(port, 2)
+    stopped = min(server.worker_pids())
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(BURST) as pool:
+            burst = [pool.submit(_pid, port, 30) for _ in range(BURST)]
+            time.sleep(0.5)
+            following = [_pid(port, wait) for _ in range(FOLLOWING)]
+            time.sleep(1.2)  # long enough for the warning
+            os.kill(stopped, signal.SIGCONT)
+            first = [future.result() for future in burst]
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+    return stopped, first, following
+
+
+def test_new_connections_avoid_a_stopped_worker_and_come_back(tmp_path: Path) -> None:
+    port = free_port()
+    with running(tmp_path, config=_config(port)) as server:
+        stopped, first, following = _stop_one_and_ask(server, port, wait=5)
+        others = server.worker_pids() - {stopped}
+        assert set(following) <= {str(pid) for pid in others}, following
+        assert "no answer" not in first, first  # the queued ones are served later
+        assert str(stopped) in first  # (some of the burst did land on it)
+        # once it runs again, the stopped worker gets new connections again
+        wait_for(lambda: str(stopped) in {_pid(port, 5) for _ in range(10)},
+                 what="the worker back in the rotation")
+        wait_for(lambda: "takes connections again after" in server.log(),
+                 what="the end of the stall logged")
+        log = server.log()
+    assert f"worker {stopped} on slot" in log and "takes no connections for" in log
+
+
+def test_with_the_threshold_at_zero_the_kernels_hash_applies(tmp_path: Path) -> None:
+    port = free_port()
+    with running(tmp_path, config=_config(port, "prefork_stall_threshold = 0\n")) as server:
+        stopped, first, following = _stop_one_and_ask(server, port, wait=1)
+    assert "no answer" in following  # some still went to the stopped worker
+    assert "no answer" not in first
