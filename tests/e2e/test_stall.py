@@ -71,6 +71,6 @@ def test_new_connections_avoid_a_stopped_worker_and_come_back(tmp_path: Path) ->
 def test_with_the_threshold_at_zero_the_kernels_hash_applies(tmp_path: Path) -> None:
     port = free_port()
     with running(tmp_path, config=_config(port, "prefork_stall_threshold = 0\n")) as server:
-        stopped, first, following = _stop_one_and_ask(server, port, wait=1)
+        _, first, following = _stop_one_and_ask(server, port, wait=1)
     assert "no answer" in following  # some still went to the stopped worker
     assert "no answer" not in first
