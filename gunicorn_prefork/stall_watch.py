@@ -19,8 +19,9 @@ either and counts as stalled too. The master steers new connections away from
 stalled slots (see :func:`gunicorn_prefork.steering.allowed_indices`).
 
 The watch runs from an interval timer (``SIGALRM``) in the master's main thread, so
-it reacts within a few milliseconds even while Gunicorn's loop sleeps, without a
-thread (no lock a forked child could inherit held, no fork warnings on 3.12+). A
+it reacts within a few milliseconds even while Gunicorn's loop sleeps (the timer
+is stopped at the master's exit, before the interpreter tears its signal handling
+down), without a thread (no lock a forked child could inherit held, no fork warnings on 3.12+). A
 signal handler can run in the middle of any master code, so :meth:`StallWatch.tick`
 only reads the slots snapshot it was given (an immutable tuple) and its own state,
 never logs, and records what operators should hear in :attr:`StallWatch.events`
@@ -29,6 +30,7 @@ for the main loop to log.
 
 from __future__ import annotations
 
+import atexit
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -150,14 +152,20 @@ def start_timer(threshold: float, callback: Callable[[], None]) -> None:
 
     Interval timers are not inherited by ``fork()``: workers never get the signal.
     """
-    global _callback
+    global _callback, _stop_registered
     _callback = callback
     signal.signal(signal.SIGALRM, _on_alarm)
+    if not _stop_registered:  # a SIGALRM late in the interpreter's exit would kill it
+        atexit.register(stop_timer)
+        _stop_registered = True
     interval = tick_interval(threshold)
     signal.setitimer(signal.ITIMER_REAL, interval, interval)
 
 
+_stop_registered = False
+
+
 def stop_timer() -> None:
     global _callback
-    _callback = None
     signal.setitimer(signal.ITIMER_REAL, 0, 0)
+    _callback = None
