@@ -253,29 +253,31 @@ class Master:
 
     # -- steering --------------------------------------------------------------------
 
-    def _update_serving(self) -> set[int]:
-        """Look at the workers booting on vacated slots; returns the ids of the slots
-        with a staying worker that serves."""
+    def _update_serving(self) -> tuple[set[int], set[int]]:
+        """Look at the staying workers' heartbeats; returns the ids of the slots with a
+        staying worker that serves (or, starting for the first time, soon will), and
+        of those with one that has booted (only those can stall)."""
         workers = self.server.workers()
         self.slots.prune(workers)
-        serving = set()
+        serving, booted = set(), set()
         for pid, slot in self.slots.staying().items():
             if pid not in workers:
                 continue
-            if pid in self.slots.awaiting_boot:
-                if not self.boot.update(pid, workers[pid]):
-                    continue
-                self.slots.awaiting_boot.discard(pid)
+            if self.boot.update(pid, workers[pid]):
+                booted.add(id(slot))
+            elif pid in self.slots.awaiting_boot:
+                continue
+            self.slots.awaiting_boot.discard(pid)
             serving.add(id(slot))
             self.retirement.stranded.pop(slot, None)
-        return serving
+        return serving, booted
 
     def steer(self) -> None:
         """New connections only to serving slots; plain hashing when all (or none) serve."""
         table = self.table
         if table is None or not table.slots:
             return
-        serving = self._update_serving()
+        serving, booted = self._update_serving()
         indices = {id(slot): index for index, slot in enumerate(table.slots)}
         self.progress.keep_only(table.slots)
         serving_indices = frozenset(indices[i] for i in serving if i in indices)
@@ -289,7 +291,7 @@ class Master:
             attach_via=tuple(table.slots[0].sockets),
             watched=tuple(stall_watch.WatchedSlot(
                 slot.number,
-                self.progress.index_for(slot) if index in serving_indices else None, slot)
+                self.progress.index_for(slot) if id(slot) in booted else None, slot)
                 for index, slot in enumerate(table.slots)))
         try:
             allowed = self._apply()
