@@ -144,7 +144,7 @@ class Master:
     def _watch_stalls(self) -> None:
         """Run the stall watch's timer while ``prefork_stall_threshold`` is on."""
         if self.stalls.threshold > 0 and self.table is not None:
-            stall_watch.start_timer(self.stalls.threshold, self._on_tick)
+            stall_watch.start_timer(self.stalls.threshold, self._on_tick, self._stall_summary)
         else:
             stall_watch.stop_timer()
             self.stalls.stalled = frozenset()
@@ -354,6 +354,11 @@ class Master:
         if callable(gauge) and self.table is not None:
             for slot in self.table.slots:
                 gauge(f"gunicorn.prefork.slot.{slot.number}.queued", queued_on(slot))
+
+    def _stall_summary(self) -> None:
+        """When the watch stops (the master exits): how many stalls it saw."""
+        self.log.info("stall watch: %d stall(s) of slots seen (prefork_stall_threshold = "
+                      "%gs)", self.stalls.total, self.stalls.threshold)
 
     def _worker_on(self, number: int) -> str:
         pids = [str(pid) for pid, slot in self.slots.staying().items() if slot.number == number]

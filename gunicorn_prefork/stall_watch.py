@@ -31,6 +31,7 @@ for the main loop to log.
 from __future__ import annotations
 
 import atexit
+import os
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -147,13 +148,17 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
         pass
 
 
-def start_timer(threshold: float, callback: Callable[[], None]) -> None:
-    """Call ``callback`` every :func:`tick_interval` seconds (SIGALRM, this process).
+def start_timer(threshold: float, callback: Callable[[], None],
+                on_stop: Callable[[], None] | None = None) -> None:
+    """Call ``callback`` every :func:`tick_interval` seconds (SIGALRM, this process);
+    ``on_stop`` when the timer stops (also at the process's exit).
 
     Interval timers are not inherited by ``fork()``: workers never get the signal.
     """
-    global _callback, _stop_registered
+    global _callback, _stop_registered, _owner, _on_stop
     _callback = callback
+    _owner = os.getpid()
+    _on_stop = on_stop
     signal.signal(signal.SIGALRM, _on_alarm)
     if not _stop_registered:  # a SIGALRM late in the interpreter's exit would kill it
         atexit.register(stop_timer)
@@ -167,5 +172,13 @@ _stop_registered = False
 
 def stop_timer() -> None:
     global _callback
+    if os.getpid() != _owner:
+        return  # a worker inherited the atexit registration, not the timer
     signal.setitimer(signal.ITIMER_REAL, 0, 0)
-    _callback = None
+    callback, _callback = _callback, None
+    if callback is not None and _on_stop is not None:
+        _on_stop()
+
+
+_owner = 0
+_on_stop: Callable[[], None] | None = None
