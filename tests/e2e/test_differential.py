@@ -6,9 +6,12 @@ raw socket to both and compares what came back, parsed: each response's status l
 headers (in order, except ``Date`` and the per-process ``X-Worker-Pid``) and body (the
 chunk sizes too, when chunked), and how the connection ended (closed by the server,
 reset, or still open when the client gave up). A case's expectations are whatever
-stock Gunicorn does on the installed version (which differs between 20.1 and 27: 27
-refuses smuggling and obs-folds with a 400, 20.1 serves them); only a difference
-between the two servers fails.
+stock Gunicorn does on the installed version, and that differs between versions:
+27.0 answers smuggling (Content-Length with Transfer-Encoding), obs-folds, ``G(T``,
+``HTTP/9.9``, a TLS ClientHello and the HTTP/2 preface with a 4xx; 20.1 serves the
+first four and the preface's ``PRI *`` line, sends the app's body after a HEAD
+response's headers, and closes on a ClientHello without a response. Only a
+difference between the two servers fails.
 """
 
 from __future__ import annotations
@@ -45,9 +48,9 @@ class Case:
     #: what the client sends, in parts; between parts it waits for a response head
     #: (an interim ``100 Continue``), at most :data:`READ_TIMEOUT`
     parts: tuple[bytes, ...]
-    #: the client shuts down its sending side after the last part (as HTTP/1.0
-    #: clients and ``curl`` do not, but it ends every case without waiting for a
-    #: timeout); without it the server's keepalive (1 s) closes the connection
+    #: the client shuts down its sending side after the last part (real clients
+    #: rarely do; it ends a case at once); without it the server closes the
+    #: connection after its keepalive (1 s) or a ``Connection: close``
     half_close: bool = True
     #: the responses answer HEAD requests: no body whatever the Content-Length
     head: bool = False
