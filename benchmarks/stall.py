@@ -2,7 +2,7 @@
 
     python -m benchmarks.stall                       # both scenarios, 3 repeats, ~4 min
     python -m benchmarks.stall --scenarios stopped --repeats 1 --mode close
-    python -m benchmarks.stall --thresholds 0.02,0.05,0.1   # compare thresholds
+    python -m benchmarks.stall --thresholds 0.01,0.02,0.05   # compare thresholds
 
 2 workers on 127.0.0.1 (app: ``benchmarks/apps/stall_apps.py``), wrk ``-c 64 -t 2``
 for ``--seconds`` (10), ``Connection: close`` (as behind a default nginx proxy) or
@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--mode", choices=("close", "keepalive", "both"), default="both")
     parser.add_argument("--variants", default="prefork,gevent,reuseport")
-    parser.add_argument("--thresholds", default="0.05,0",
+    parser.add_argument("--thresholds", default="0.02,0",
                         help="prefork_stall_threshold values for ours (0 = off)")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
