@@ -106,3 +106,16 @@ def test_systemd_socket_without_reuseport(tmp_path: Path) -> None:
     assert out.returncode == 1, log
     assert "has no SO_REUSEPORT" in log and "ReusePort=yes" in log, log
     assert "Traceback" not in log
+
+
+def test_the_readme_shows_the_error_lines_as_they_are_logged(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    shown = [line.strip() for line in readme.splitlines()
+             if line.strip().startswith("[ERROR]") and " Error: " in line]
+    assert shown, "no error line examples in the README"
+    log = _fails_fast({"config": PREFORK + f'bind = "unix:{tmp_path}/g.sock"\n'}, tmp_path)
+    logged = next(line for line in log.splitlines() if "bind unix:" in line)
+    prefix = logged[logged.index("[ERROR]"):logged.index("bind unix:")]
+    assert prefix == "[ERROR] Error: "
+    for line in shown:
+        assert line.startswith(prefix), line
