@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import orphan
 from .child import mark_child
 
 
@@ -60,6 +61,7 @@ def after_fork_in_child() -> None:
     disarm()
     _received = plan
     mark_child()
+    orphan.die_with(plan.master_pid)
     for listener in plan.close:
         listener.close()
 

@@ -30,7 +30,16 @@ from typing import Any
 
 import gevent
 
-from . import _gunicorn, arbiter_hook, coalesce, date_cache, fork_plan, handoff, slot_server
+from . import (
+    _gunicorn,
+    arbiter_hook,
+    coalesce,
+    date_cache,
+    fork_plan,
+    handoff,
+    orphan,
+    slot_server,
+)
 from .slot_server import SlotServer, listener_names
 
 #: A replacement waiting out its back-off stops notifying this long before it boots.
@@ -137,6 +146,8 @@ class Worker(_gunicorn.GeventWorker):  # type: ignore[misc]
         _gunicorn.use_stream_server(SlotServer)
         SlotServer.on_close = self._stop_serving
         plan = fork_plan.received()
+        if plan is not None:  # again: --user/--group cleared it
+            orphan.die_with(plan.master_pid)
         if plan is not None and plan.progress is not None and plan.progress_index is not None:
             self._progress = plan.progress
             self._progress_index = plan.progress_index
