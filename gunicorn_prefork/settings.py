@@ -117,7 +117,8 @@ SPECS: tuple[_Spec, ...] = (
           "socket (False)."),
     _Spec("prefork_recover_threshold", _parse_count,
           "Worker crashes tolerated within prefork_recover_window; 0 = never halt. "
-          "Default: max(1, workers // 2)."),
+          "Default: max(5, 2 * workers): a crash loop (many crashes a second) halts "
+          "within seconds, sporadic kills of healthy workers do not."),
     _Spec("prefork_recover_window", _parse_seconds,
           "Seconds over which crashes are counted; 0 = the master's whole life."),
     _Spec("prefork_recover_interval", _parse_seconds,
@@ -166,6 +167,16 @@ def _raw_value(spec: _Spec, cfg: Any, namespace: Mapping[str, object],
     return _MISSING, "default"
 
 
+def default_recover_threshold(workers: int) -> int:
+    """Crashes tolerated in the window when ``prefork_recover_threshold`` is not set.
+
+    A crash loop (every worker dying on its first request) produces several crashes a
+    second per worker and passes this within seconds; three OOM-style kills of
+    long-running workers of a 2-worker server within a minute do not.
+    """
+    return max(5, 2 * workers)
+
+
 def load(cfg: Any, environ: Mapping[str, str] | None = None) -> PreforkSettings:
     """Read and validate every ``prefork_*`` setting for this configuration."""
     environ = os.environ if environ is None else environ
@@ -179,5 +190,5 @@ def load(cfg: Any, environ: Mapping[str, str] | None = None) -> PreforkSettings:
             values[spec.field] = spec.parse(raw)
         except (ValueError, TypeError) as exc:
             raise SettingError(spec.name, raw, str(exc), source) from None
-    values.setdefault("recover_threshold", max(1, int(cfg.workers) // 2))
+    values.setdefault("recover_threshold", default_recover_threshold(int(cfg.workers)))
     return PreforkSettings(**values)

@@ -224,9 +224,10 @@ def test_a_worker_leaving_on_its_own_hands_its_slot_over(arbiter: FakeArbiter) -
 
 def test_crashes_past_the_threshold_halt_from_the_main_loop_once(
         arbiter: FakeArbiter) -> None:
-    pids = boot_all(arbiter)
     prefork = plugin(arbiter)
-    assert prefork.recovery.crashes.threshold == 1  # max(1, 3 // 2)
+    assert prefork.recovery.crashes.threshold == 6  # the default: max(5, 2 * 3)
+    prefork.recovery.configure(1, 60)
+    pids = boot_all(arbiter)
     arbiter.reap(pids[0], KILLED)
     prefork.halt_if_over_threshold()  # one crash: tolerated
     arbiter.reap(pids[1], KILLED)

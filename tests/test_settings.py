@@ -31,8 +31,9 @@ def config_module(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
 
 def test_defaults(config_module: types.ModuleType) -> None:
     loaded = settings.load(_cfg(workers=5), environ={})
-    assert loaded == settings.PreforkSettings(recover_threshold=2)
-    assert settings.load(_cfg(workers=1), environ={}).recover_threshold == 1
+    assert loaded == settings.PreforkSettings(recover_threshold=10)
+    assert settings.load(_cfg(workers=1), environ={}).recover_threshold == 5
+    assert settings.load(_cfg(workers=2), environ={}).recover_threshold == 5
 
 
 def test_config_file_values(config_module: types.ModuleType) -> None:

@@ -259,3 +259,33 @@ def test_settings_are_read_again_on_hup(tmp_path: Path) -> None:
                 server.wait_serving(port, 2)
         assert server.wait_exit(20) == EXIT_OVER_RECOVERY
         assert "exceed prefork_recover_threshold = 1" in server.log()
+
+
+def _default_config(port: int) -> str:
+    return PREFORK + f'bind = "127.0.0.1:{port}"\nworkers = 2\n'
+
+
+def test_the_default_threshold_survives_three_kills_of_healthy_workers(tmp_path: Path) -> None:
+    port = free_port()
+    with running(tmp_path, config=_default_config(port)) as server:
+        server.wait_serving(port, 2)
+        for kill in (1, 2, 3):
+            os.kill(min(server.worker_pids()), signal.SIGKILL)
+            wait_for(lambda n=kill: _crashes_logged(server) == n, what=f"crash {kill}")
+            server.wait_serving(port, 2)
+        assert server.proc is not None and server.proc.poll() is None, server.log()
+        assert "halting" not in server.log()
+
+
+def test_the_default_threshold_halts_a_crash_loop(tmp_path: Path) -> None:
+    port = free_port()
+    with running(tmp_path, config=_default_config(port)) as server:
+        server.wait_serving(port, 2)
+        for _ in range(40):
+            if server.proc is not None and server.proc.poll() is not None:
+                break
+            _crash_one(port)
+        status = server.wait_exit(20)
+        log = server.log()
+    assert status == EXIT_OVER_RECOVERY, log
+    assert "6 worker crashes within 60s exceed prefork_recover_threshold = 5" in log
