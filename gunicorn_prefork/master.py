@@ -9,6 +9,7 @@ event; each delegates the decision to the module that owns it and does the I/O:
 :mod:`~.handover`                  successors for workers leaving on their own
 :mod:`~.retiring`                  draining and closing surplus slots
 :mod:`~.steering`                  which slots take new connections (policy), cBPF
+:mod:`~.steering_control`          keeping the program in line, with the stall watch
 :mod:`~.boot_watch`                which workers have booted
 :mod:`~.recovery`                  crash counting, halt, back-off
 :mod:`~.fork_plan`                 what the child gets at its fork
@@ -29,18 +30,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import _gunicorn, fork_plan, handover, stall_watch, steering
+from . import _gunicorn, fork_plan, handover
 from . import settings as settings_mod
 from .assignment import SlotAssignment
 from .boot_watch import BootWatch
 from .errors import OverRecoveryError, PreforkError
 from .plugin_log import PluginLog
-from .progress import ProgressPage
 from .recovery import Crash, ExitKind, Recovery, Replacement, classify, describe_status
-from .retiring import DRAIN_SECONDS, Retirement, queued_on
+from .retiring import DRAIN_SECONDS, Retirement
 from .settings import PreforkSettings
 from .slots import Slot, SlotTable, check_reuseport_possible
-from .stall_watch import StallWatch
+from .steering_control import SteeringControl
 
 #: Signals with which the master tells a worker to go (stop, reload, TTOU, timeout).
 LEAVE_SIGNALS = frozenset({signal.SIGTERM, signal.SIGQUIT, signal.SIGINT,
@@ -63,15 +63,14 @@ class Master:
         self.table: SlotTable | None = None
         self.slots = SlotAssignment()
         self.retirement = Retirement()
-        self.steerer = steering.Steerer()
         self.boot = BootWatch()
         self.recovery = Recovery(self.settings.recover_threshold,
                                  self.settings.recover_window)
         self.ready = False
-        self.progress = ProgressPage()
-        self.stalls = StallWatch(self.settings.stall_threshold, self.progress)
-        self.group: steering.Group | None = None
-        self._applying = self._dirty = False
+        self.steering = SteeringControl(self.server, self.slots, self.retirement, self.boot,
+                                        self.settings.stall_threshold, self.log, self._metric)
+        #: the parts of the steering the rest of the master (and tests) look at
+        self.steerer, self.progress = self.steering.steerer, self.steering.progress
 
     # -- configuration -------------------------------------------------------------
 
@@ -106,8 +105,9 @@ class Master:
         self.recovery.configure(new.recover_threshold, new.recover_window)
         if self.reuseport:
             self._take_over_reuse_port()
-            self.stalls.threshold = new.stall_threshold
-            self._watch_stalls()
+            self.steering.stalls.threshold = new.stall_threshold
+            self.steering.watch(running=self.table is not None)
+        self.steering.log = self.log
 
     # -- listeners -----------------------------------------------------------------
 
@@ -137,17 +137,9 @@ class Master:
         self.slots.clear()
         self.retirement.clear()
         self.steerer.reset()  # a new group: no program attached yet
-        self.group = None
-        self._watch_stalls()
+        self.steering.new_group()
+        self.steering.watch(running=True)
         return self.table.listeners()
-
-    def _watch_stalls(self) -> None:
-        """Run the stall watch's timer while ``prefork_stall_threshold`` is on."""
-        if self.stalls.threshold > 0 and self.table is not None:
-            stall_watch.start_timer(self.stalls.threshold, self._on_tick, self._stall_summary)
-        else:
-            stall_watch.stop_timer()
-            self.stalls.stalled = frozenset()
 
     def _sync_listeners(self) -> None:
         """Gunicorn's ``LISTENERS`` follow the table: USR2 passes them on, stop closes them."""
@@ -253,116 +245,14 @@ class Master:
 
     # -- steering --------------------------------------------------------------------
 
-    def _update_serving(self) -> tuple[set[int], set[int]]:
-        """Look at the staying workers' heartbeats; returns the ids of the slots with a
-        staying worker that serves (or, starting for the first time, soon will), and
-        of those with one that has booted (only those can stall)."""
-        workers = self.server.workers()
-        self.slots.prune(workers)
-        serving, booted = set(), set()
-        for pid, slot in self.slots.staying().items():
-            if pid not in workers:
-                continue
-            if self.boot.update(pid, workers[pid]):
-                booted.add(id(slot))
-            elif pid in self.slots.awaiting_boot:
-                continue
-            self.slots.awaiting_boot.discard(pid)
-            serving.add(id(slot))
-            self.retirement.stranded.pop(slot, None)
-        return serving, booted
-
     def steer(self) -> None:
-        """New connections only to serving slots; plain hashing when all (or none) serve."""
-        table = self.table
-        if table is None or not table.slots:
-            return
-        serving, booted = self._update_serving()
-        indices = {id(slot): index for index, slot in enumerate(table.slots)}
-        self.progress.keep_only(table.slots)
-        serving_indices = frozenset(indices[i] for i in serving if i in indices)
-        self.group = steering.Group(
-            len(table.slots), serving_indices,
-            draining=frozenset(indices[id(s)] for s in self.retirement.draining
-                               if id(s) in indices),
-            stranded=frozenset(indices[id(s)] for s in self.retirement.stranded
-                               if id(s) in indices),
-            num_workers=self.server.num_workers,
-            attach_via=tuple(table.slots[0].sockets),
-            watched=tuple(stall_watch.WatchedSlot(
-                slot.number,
-                self.progress.index_for(slot) if id(slot) in booted else None, slot)
-                for index, slot in enumerate(table.slots)))
-        try:
-            allowed = self._apply()
-        except OSError as exc:
-            self.log.warning("cannot steer connections (%s); the kernel's hash applies", exc)
-            return
-        if allowed is None:
-            return
-        if allowed:
-            self.log.debug("new connections go to slot index(es) %s of %d",
-                           list(allowed), len(table.slots))
-        else:
-            self.log.debug("new connections spread over all %d slots", len(table.slots))
-
-    def _apply(self) -> tuple[int, ...] | None:
-        """Attach the program for the current group and stalls; returns the allowed
-        indices when the program changed. The stall timer may run this in the middle
-        of the main loop's own call: that one then redoes it with the latest state."""
-        if self._applying:
-            self._dirty = True
-            return None
-        self._applying = True
-        try:
-            changed: tuple[int, ...] | None = None
-            self._dirty = True
-            while self._dirty:
-                self._dirty = False
-                group = self.group
-                if group is None:
-                    break
-                allowed = group.allowed(self.stalls.stalled)
-                if self.steerer.apply(group.attach_via, allowed):
-                    changed = allowed
-            return changed
-        finally:
-            self._applying = False
-
-    def _on_tick(self) -> None:
-        """The stall timer (a signal handler): look at the slots, re-steer on change."""
-        group = self.group
-        if group is not None and self.stalls.tick(time.monotonic(), group.watched):
-            try:
-                self._apply()
-            except OSError:
-                pass  # the main loop's next steer() reports it
+        """New connections only to serving, non-stalled slots (see steering_control)."""
+        if self.table is not None:
+            self.steering.steer(self.table)
 
     def report_stalls(self) -> None:
         """From the main loop: log and count what the stall watch saw."""
-        for event in self.stalls.take_events():
-            worker = self._worker_on(event.slot_number)
-            if event.kind == "started":
-                self.log.warning("worker %s on slot %d takes no connections for %.1fs, "
-                                 "%d queued: new connections go to the other slots",
-                                 worker, event.slot_number, event.seconds, event.queued)
-            elif event.kind == "ended":
-                self.log.info("worker %s on slot %d takes connections again after a "
-                              "%.1fs stall", worker, event.slot_number, event.seconds)
-            self._metric("gunicorn.prefork.stalls")
-        gauge = getattr(self.server.log, "gauge", None)
-        if callable(gauge) and self.table is not None:
-            for slot in self.table.slots:
-                gauge(f"gunicorn.prefork.slot.{slot.number}.queued", queued_on(slot))
-
-    def _stall_summary(self) -> None:
-        """When the watch stops (the master exits): how many stalls it saw."""
-        self.log.info("stall watch: %d stall(s) of slots seen (prefork_stall_threshold = "
-                      "%gs)", self.stalls.total, self.stalls.threshold)
-
-    def _worker_on(self, number: int) -> str:
-        pids = [str(pid) for pid, slot in self.slots.staying().items() if slot.number == number]
-        return ",".join(pids) or "?"
+        self.steering.report(self.table)
 
     # -- exits and recovery ------------------------------------------------------------
 
