@@ -17,6 +17,10 @@ or QUIT sent to the worker, ``max_requests``):
   :mod:`gunicorn_prefork.handoff`), so a replacement is forked at once;
 * on ``max_requests`` it keeps accepting until the master says (SIGTERM) that the
   replacement serves: the slot is never without an accepting worker.
+
+While serving, it bumps its slot's progress counter for every connection it takes on
+(the master's stall watch, :mod:`gunicorn_prefork.stall_watch`), and it dies with its
+master (:mod:`gunicorn_prefork.orphan`).
 """
 
 from __future__ import annotations

@@ -288,4 +288,7 @@ def test_the_default_threshold_halts_a_crash_loop(tmp_path: Path) -> None:
         status = server.wait_exit(20)
         log = server.log()
     assert status == EXIT_OVER_RECOVERY, log
-    assert "6 worker crashes within 60s exceed prefork_recover_threshold = 5" in log
+    # more than the threshold: a second crash can land before the main loop halts
+    halted = re.search(r"(\d+) worker crashes within 60s exceed prefork_recover_threshold = 5",
+                       log)
+    assert halted is not None and int(halted.group(1)) >= 6, log
