@@ -81,12 +81,6 @@ class SlotAssignment:
         return min(open_slots or slots,
                    key=lambda slot: (load[id(slot)], slot not in stranded))
 
-    def defers_kill(self, pid: int, successor_serving: bool | None) -> bool:
-        """Hold back a SIGTERM for ``pid``? Yes while it hands over to a successor
-        that lives and does not serve yet (``successor_serving`` False); None: there
-        is no live successor."""
-        return pid in self.handovers and successor_serving is False
-
     # -- changes -----------------------------------------------------------------------
 
     def asked_to_leave(self, pid: int) -> None:

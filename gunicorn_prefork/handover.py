@@ -51,4 +51,4 @@ def defers_kill(server: _gunicorn.ArbiterView, slots: SlotAssignment, boot: Boot
     worker = server.workers().get(successor) if successor is not None else None
     if successor is None or worker is None:  # no successor (TTOU) or it died
         return False
-    return slots.defers_kill(pid, boot.update(successor, worker))
+    return not boot.update(successor, worker)

@@ -95,7 +95,8 @@ class StallWatch:
             if state is None:
                 state = self._states[watched.number] = _SlotState(since=now)
             count = self.page.read(watched.progress)
-            queued = queued_on(watched.slot)
+            # the counter first: a worker that moved needs no getsockopt on this tick
+            queued = 0 if count != state.count else queued_on(watched.slot)
             if count != state.count or queued == 0:
                 state.count, state.since = count, now
                 self._end(watched.number, state, now)
