@@ -40,6 +40,8 @@ manage_workers`` (names and signatures)
 ``.headers_sent``
 gevent ``StreamServer.do_read/do_handle``, its         :func:`accept_one`, :func:`busy`
 ``pool.free_count()/size``
+gevent ``StreamServer.socket/do_handle/full()``,       :func:`serve_passed`, :func:`pool_full`
+``gevent.socket.socket(family, type, proto, fileno)``
 =====================================================  =================================
 
 Version notes: 20.1-23 reap workers inside the SIGCHLD handler (so code called from
@@ -58,6 +60,7 @@ from typing import Any, NoReturn
 
 import gunicorn.arbiter
 import gunicorn.sock
+from gevent.socket import socket as GeventSocket
 from gunicorn import util
 from gunicorn.config import Setting
 from gunicorn.errors import HaltServer
@@ -286,6 +289,24 @@ def accept_one(server: Any) -> bool:
         return False
     server.do_handle(*accepted)
     return True
+
+
+def serve_passed(server: Any, fd: int) -> None:
+    """Serve a connection passed in by the master as if ``server`` had accepted it
+    (gevent's ``StreamServer.do_read`` builds its sockets the same way)."""
+    listener = server.socket
+    sock = GeventSocket(listener.family, listener.type, listener.proto, fileno=fd)
+    try:
+        address = sock.getpeername()
+    except OSError:  # the client left while the connection was on its way
+        sock.close()
+        return
+    server.do_handle(sock, address)
+
+
+def pool_full(server: Any) -> bool:
+    """Has a gevent server reached ``worker_connections``?"""
+    return bool(server.full())
 
 
 def busy(server: Any) -> bool:

@@ -35,6 +35,8 @@ class ChildPlan:
     #: the shared progress page and this worker's counter in it (None: not watched)
     progress: Any = None
     progress_index: int | None = None
+    #: the worker's end of its slot's rescue channel (see :mod:`.rescue`)
+    rescue: Any = None
 
 
 _armed: ChildPlan | None = None

@@ -10,6 +10,7 @@ event; each delegates the decision to the module that owns it and does the I/O:
 :mod:`~.retiring`                  draining and closing surplus slots
 :mod:`~.steering`                  which slots take new connections (policy), cBPF
 :mod:`~.steering_control`          keeping the program in line, with the stall watch
+:mod:`~.rescue`                    moving connections queued on stalled slots
 :mod:`~.boot_watch`                which workers have booted
 :mod:`~.recovery`                  crash counting, halt, back-off
 :mod:`~.fork_plan`                 what the child gets at its fork
@@ -71,6 +72,7 @@ class Master:
                                         self.settings.stall_threshold, self.log, self._metric)
         #: the parts of the steering the rest of the master (and tests) look at
         self.steerer, self.progress = self.steering.steerer, self.steering.progress
+        self.rescue = self.steering.rescue
 
     # -- configuration -------------------------------------------------------------
 
@@ -170,9 +172,13 @@ class Master:
         shared = self.server.listeners
         if slot is not None:
             self.server.listeners = slot.sockets
+        channel = self.rescue.channel_for(slot) if slot is not None else None
+        if slot is not None:
+            others += self.rescue.closed_in_child(slot)
         fork_plan.arm(fork_plan.ChildPlan(
             self.pid, others, delay, self.log, self.progress,
-            self.progress.index_for(slot) if slot is not None else None))
+            self.progress.index_for(slot) if slot is not None else None,
+            channel.worker_end if channel is not None else None))
         try:
             pid = spawn_worker()
         finally:

@@ -47,6 +47,11 @@ def busy() -> bool:
     return any(server.busy() for server in servers)
 
 
+def taking_connections() -> bool:
+    """Can any server of this process take a connection on (its pool not full)?"""
+    return any(not _gunicorn.pool_full(server) for server in servers)
+
+
 def close_all() -> None:
     """Stop accepting on every server of the slot, take their queues, close them."""
     for server in servers:

@@ -13,10 +13,13 @@ hashing connections into the stuck worker's queue. So the master watches each sl
   on (:mod:`gunicorn_prefork.progress`).
 
 A slot is *stalled* when its queue has not been empty and its counter has not moved
-for ``prefork_stall_threshold`` seconds; it stops being stalled as soon as either
-changes. A worker whose pool is full (``worker_connections``) takes nothing on
-either and counts as stalled too. The master steers new connections away from
-stalled slots (see :func:`gunicorn_prefork.steering.allowed_indices`).
+for ``prefork_stall_threshold`` seconds; it stays stalled until the counter moves
+(the master moves its queued connections to live workers, :mod:`.rescue`, so an
+empty queue says nothing; a probe through the rescue channel makes a worker whose
+loop runs again bump its counter even when nothing is left for it to take). A
+worker whose pool is full (``worker_connections``) takes nothing on either and
+counts as stalled too. The master steers new connections away from stalled slots
+(see :func:`gunicorn_prefork.steering.allowed_indices`).
 
 The watch runs from an interval timer (``SIGALRM``) in the master's main thread, so
 it reacts within a few milliseconds even while Gunicorn's loop sleeps (the timer
@@ -97,7 +100,7 @@ class StallWatch:
             count = self.page.read(watched.progress)
             # the counter first: a worker that moved needs no getsockopt on this tick
             queued = 0 if count != state.count else queued_on(watched.slot)
-            if count != state.count or queued == 0:
+            if count != state.count or (queued == 0 and state.stalled_at is None):
                 state.count, state.since = count, now
                 self._end(watched.number, state, now)
                 continue

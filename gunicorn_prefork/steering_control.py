@@ -25,6 +25,7 @@ from . import _gunicorn, stall_watch, steering
 from .assignment import SlotAssignment
 from .boot_watch import BootWatch
 from .progress import ProgressPage
+from .rescue import Rescue
 from .retiring import Retirement, queued_on
 from .slots import SlotTable
 from .stall_watch import StallWatch
@@ -45,6 +46,7 @@ class SteeringControl:
         self.steerer = steering.Steerer()
         self.progress = ProgressPage()
         self.stalls = StallWatch(stall_threshold, self.progress)
+        self.rescue = Rescue()
         self.group: steering.Group | None = None
         self._applying = self._dirty = False
 
@@ -100,6 +102,7 @@ class SteeringControl:
                 slot.number,
                 self.progress.index_for(slot) if id(slot) in booted else None, slot)
                 for index, slot in enumerate(table.slots)))
+        self.rescue.keep_only(table.slots, _targets(self.group, self.stalls.stalled))
         try:
             allowed = self._apply()
         except OSError as exc:
@@ -139,11 +142,17 @@ class SteeringControl:
     def _on_tick(self) -> None:
         """The stall timer (a signal handler): look at the slots, re-steer on change."""
         group = self.group
-        if group is not None and self.stalls.tick(time.monotonic(), group.watched):
+        if group is None:
+            return
+        if self.stalls.tick(time.monotonic(), group.watched):
             try:
                 self._apply()
             except OSError:
                 pass  # the main loop's next steer() reports it
+        stalled = self.stalls.stalled
+        if stalled or self.rescue.pending:
+            self.rescue.tick([group.watched[index].slot for index in sorted(stalled)],
+                             _targets(group, stalled))
 
     def report(self, table: SlotTable | None) -> None:
         """From the main loop: log and count what the stall watch saw."""
@@ -164,9 +173,21 @@ class SteeringControl:
 
     def _stall_summary(self) -> None:
         """When the watch stops (the master exits): how many stalls it saw."""
-        self.log.info("stall watch: %d stall(s) of slots seen (prefork_stall_threshold = "
-                      "%gs)", self.stalls.total, self.stalls.threshold)
+        self.log.info("stall watch: %d stall(s) of slots seen, %d queued connection(s) "
+                      "moved to other workers (prefork_stall_threshold = %gs)",
+                      self.stalls.total, self.rescue.moved, self.stalls.threshold)
 
     def _worker_on(self, number: int) -> str:
         pids = [str(pid) for pid, slot in self.slots.staying().items() if slot.number == number]
         return ",".join(pids) or "?"
+
+
+def _targets(group: steering.Group | None, stalled: frozenset[int]) -> list[Any]:
+    """The slots that may take moved connections: a booted worker serves them, and
+    they neither stall, drain nor hold connections nobody accepts."""
+    if group is None:
+        return []
+    return [watched.slot for index, watched in enumerate(group.watched)
+            if watched.progress is not None and index in group.serving
+            and index not in stalled and index not in group.draining
+            and index not in group.stranded]

@@ -25,6 +25,7 @@ master (:mod:`gunicorn_prefork.orphan`).
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -44,6 +45,7 @@ from . import (
     orphan,
     slot_server,
 )
+from .rescue_inbox import Inbox
 from .slot_server import SlotServer, listener_names
 
 #: A replacement waiting out its back-off stops notifying this long before it boots.
@@ -155,16 +157,34 @@ class Worker(_gunicorn.GeventWorker):  # type: ignore[misc]
         if plan is not None and plan.progress is not None and plan.progress_index is not None:
             self._progress = plan.progress
             self._progress_index = plan.progress_index
+        if plan is not None and plan.rescue is not None:
+            # runs from the loop's first turn, when the servers exist
+            self._inbox = Inbox(os.dup(plan.rescue.fileno()), slot_server.servers,
+                                self._answer_probe)
+            self._inbox.start()
         super().run()
 
     _progress: Any = None
     _progress_index = 0
+    _inbox: Inbox | None = None
+
+    def _answer_probe(self) -> None:
+        """The master saw this slot stalled: show that the loop runs (unless the
+        pool is full, which keeps it a stall)."""
+        if self._progress is not None and slot_server.taking_connections():
+            self._progress.bump(self._progress_index)
+
+    def _stop_accepting(self) -> None:
+        """No more connections: neither from the master nor from the slot's sockets."""
+        if self._inbox is not None:
+            self._inbox.stop()
+        slot_server.close_all()
 
     def _stop_serving(self) -> None:
         """Gunicorn's run loop saw ``alive`` turn false and closes the servers."""
         if self._handing_over:
             self._wait_while(lambda: not self._told_to_stop, float(self.cfg.timeout))
-        slot_server.close_all()
+        self._stop_accepting()
         self._wait_while(slot_server.busy, float(self.cfg.graceful_timeout))
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
@@ -206,7 +226,7 @@ class Worker(_gunicorn.GeventWorker):  # type: ignore[misc]
     def _quick_exit(self) -> None:
         self.cfg.worker_int(self)
         gevent.sleep(handoff.HANDOFF_SECONDS)
-        slot_server.close_all()
+        self._stop_accepting()
         self._wait_while(slot_server.busy, QUIT_GRACE_SECONDS)
         sys.exit(0)
 

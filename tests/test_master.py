@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -133,9 +134,17 @@ def test_each_first_worker_gets_its_own_slot_and_only_its_sockets(arbiter: FakeA
     assert table is not None
     for pid in pids:
         assert arbiter.WORKERS[pid].sockets == plugin(arbiter).slots.assignment[pid].sockets
-    # the child is told to close exactly the other slots' sockets, with no boot delay
+    # the child is told to close exactly the other slots' sockets, with no boot delay,
+    # and every rescue channel's end but its own slot's worker end
     plan = arbiter.plans[0]
-    assert plan is not None and plan.boot_delay == 0 and len(plan.close) == 2
+    assert plan is not None and plan.boot_delay == 0
+    own = slot_of(arbiter, pids[0])
+    others = [listener for slot in table.slots if slot.number != own
+              for listener in slot.sockets]
+    listeners = [c for c in plan.close if not isinstance(c, socket.socket)]
+    assert listeners == others
+    ends = [c for c in plan.close if isinstance(c, socket.socket)]
+    assert plan.rescue is not None and plan.rescue not in ends and len(ends) == 1
     assert fork_plan._armed is None and fork_plan.received() is None  # not a child
     assert arbiter.LISTENERS == table.listeners()  # restored after the spawn
     assert "all 3 workers are serving" in arbiter.log.lines[-1]

@@ -1,0 +1,213 @@
+"""Moving connections queued on a stalled slot to live workers: the master's side.
+
+Steering keeps *new* connections away from a stalled slot, but those already in its
+accept queue would wait for the stall to end (a CPU-bound view, a blocking driver,
+SIGSTOP, a full ``worker_connections`` pool). The master holds every slot's
+listening socket, so it can take them itself: it accepts them and passes each one
+(``SCM_RIGHTS``) to a live worker, which serves it like one it accepted.
+
+Channels
+--------
+Each slot has one ``AF_UNIX``/``SOCK_SEQPACKET`` socket pair, made by the master
+before the first fork of a worker for that slot. The master writes into one end;
+the slot's worker reads the other (:mod:`gunicorn_prefork.rescue_inbox`). The master
+keeps *both* ends open: a message a worker did not read (it exited, crashed, handed
+its slot over) stays in the channel for the slot's next worker, and a channel is
+only closed when its slot is retired, after the master has moved what was left in
+it to another slot. Every other process closes the ends it does not use right after
+its fork (see :meth:`Rescue.closed_in_child`).
+
+A message is one byte, the index of the listener (bind) the connection came in on
+(every slot has one listener per bind, in the same order), with exactly one file
+descriptor; :data:`PROBE` (no descriptor) asks a stalled worker to show it runs:
+its inbox reads it as soon as its event loop turns, which ends the stall even when
+no connection is left for it to take.
+
+Invariants: every connection the master accepts is either sent (the kernel holds it
+until a worker reads it) or kept in :attr:`Rescue.pending` and sent on the next
+tick; the master never accepts while anything is pending; nothing here logs (it
+runs from the stall watch's signal handler).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+#: The message that carries no connection: "show that your event loop runs".
+PROBE = 255
+
+#: Most connections taken off one stalled slot per tick of the stall watch.
+MOVE_LIMIT = 64
+
+#: Backstop for the master's ``accept()``: the listening socket's file status flags
+#: are shared with the workers, and Gunicorn's gevent worker briefly makes it
+#: blocking while it boots; an accept that finds the queue emptied by a worker must
+#: never block the master for longer than this.
+ACCEPT_TIMEOUT = struct.pack("ll", 0, 2000)  # 2 ms
+
+
+@dataclass
+class Channel:
+    """One slot's socket pair: the master writes ``master_end``, workers read
+    ``worker_end``."""
+
+    master_end: socket.socket
+    worker_end: socket.socket
+
+    @classmethod
+    def open(cls) -> Channel:
+        master_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        master_end.setblocking(False)
+        return cls(master_end, worker_end)
+
+    def send(self, message: int, fd: int | None = None) -> bool:
+        """Send one message; False when the channel is full (nothing sent)."""
+        try:
+            if fd is None:
+                self.master_end.send(bytes([message]))
+            else:
+                socket.send_fds(self.master_end, [bytes([message])], [fd])
+        except (BlockingIOError, InterruptedError):
+            return False
+        return True
+
+    def take_left(self) -> list[tuple[int, socket.socket]]:
+        """What no worker read (the master only, once no worker holds the slot)."""
+        left: list[tuple[int, socket.socket]] = []
+        self.worker_end.setblocking(False)
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(self.worker_end, 1, 1)
+            except (BlockingIOError, InterruptedError, OSError):
+                return left
+            if not data:
+                return left
+            for fd in fds:
+                left.append((data[0], socket.socket(fileno=fd)))
+
+    def close(self) -> None:
+        self.master_end.close()
+        self.worker_end.close()
+
+
+class Rescue:
+    """The channels of one master's slots and the connections moved through them."""
+
+    def __init__(self) -> None:
+        self._channels: dict[int, tuple[Any, Channel]] = {}  # id(slot) -> (slot, channel)
+        #: accepted connections no channel had room for: (listener index, socket)
+        self.pending: list[tuple[int, socket.socket]] = []
+        self._probed: set[int] = set()
+        self._next = 0
+        #: connections moved to another slot since the start
+        self.moved = 0
+
+    # -- the channels ------------------------------------------------------------------
+
+    def channel_for(self, slot: Any) -> Channel:
+        """The slot's channel, opened on first use (master, before a fork)."""
+        entry = self._channels.get(id(slot))
+        if entry is None:
+            entry = self._channels[id(slot)] = (slot, Channel.open())
+        return entry[1]
+
+    def closed_in_child(self, slot: Any) -> list[socket.socket]:
+        """What a worker for ``slot`` closes after its fork: every end but its own."""
+        own = self._channels.get(id(slot))
+        ends = []
+        for _, channel in self._channels.values():
+            ends.append(channel.master_end)
+            if own is None or channel is not own[1]:
+                ends.append(channel.worker_end)
+        return ends
+
+    def keep_only(self, slots: Sequence[Any], targets: Sequence[Any]) -> None:
+        """Close the channels of retired slots, moving what is left in them first."""
+        live = {id(slot) for slot in slots}
+        for key in [key for key in self._channels if key not in live]:
+            _, channel = self._channels.pop(key)
+            self.pending.extend(channel.take_left())
+            channel.close()
+            self._probed.discard(key)
+        self.flush(targets)
+
+    def close(self) -> None:
+        for _, channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+        for _, conn in self.pending:
+            conn.close()
+        self.pending.clear()
+
+    # -- moving connections ----------------------------------------------------------
+
+    def tick(self, stalled: Sequence[Any], targets: Sequence[Any]) -> None:
+        """From the stall watch: probe newly stalled slots, move their queues."""
+        keys = {id(slot) for slot in stalled}
+        self._probed &= keys
+        for slot in stalled:
+            self.probe(slot)
+            self.move(slot, targets)
+        if not stalled:
+            self.flush(targets)
+
+    def probe(self, slot: Any) -> None:
+        """Ask a newly stalled slot's worker to show it runs (once per stall)."""
+        if id(slot) in self._probed:
+            return
+        entry = self._channels.get(id(slot))
+        if entry is not None and entry[1].send(PROBE):
+            self._probed.add(id(slot))
+
+    def move(self, source: Any, targets: Sequence[Any]) -> int:
+        """Accept what is queued on ``source`` (up to :data:`MOVE_LIMIT`) and pass it
+        to ``targets`` in turn; returns how many were moved."""
+        if not targets or not self.flush(targets):
+            return 0
+        moved = 0
+        for index, listener in enumerate(source.sockets):
+            sock = getattr(listener, "sock", None)
+            if sock is None:
+                continue
+            self._never_block(sock)
+            while moved < MOVE_LIMIT:
+                try:
+                    conn, _ = sock.accept()
+                except OSError:  # BlockingIOError: nothing (left) queued
+                    break
+                moved += 1
+                if not self._send(index, conn, targets):
+                    self.pending.append((index, conn))
+                    self.moved += moved
+                    return moved
+        self.moved += moved
+        return moved
+
+    def flush(self, targets: Sequence[Any]) -> bool:
+        """Send what is pending; True when nothing is left pending."""
+        while self.pending and targets:
+            index, conn = self.pending[0]
+            if not self._send(index, conn, targets):
+                return False
+            self.pending.pop(0)
+        return not self.pending
+
+    def _send(self, index: int, conn: socket.socket, targets: Sequence[Any]) -> bool:
+        for attempt in range(len(targets)):
+            target = targets[(self._next + attempt) % len(targets)]
+            entry = self._channels.get(id(target))
+            if entry is None or not entry[1].send(index, conn.fileno()):
+                continue
+            self._next = (self._next + attempt + 1) % len(targets)
+            conn.close()  # the kernel holds it for the target's worker now
+            return True
+        return False
+
+    @staticmethod
+    def _never_block(sock: socket.socket) -> None:
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, ACCEPT_TIMEOUT)

@@ -1,0 +1,77 @@
+"""A worker's end of its slot's rescue channel: connections the master moved here.
+
+The master takes connections queued on a stalled slot and passes them to live
+workers (:mod:`gunicorn_prefork.rescue`). In each worker a greenlet reads its slot's
+channel and hands every connection to the server of the listener it came in on
+(the same bind), which serves it exactly like one it accepted: the same pool
+(``worker_connections``), TLS, handler and access log. A probe from the master
+(the worker was seen stalled) is answered by bumping the slot's progress counter,
+unless the pool is full, which is a stall of its own.
+
+Invariants: the inbox reads only while the worker serves; :meth:`Inbox.stop` (the
+worker stops accepting) ends it between two messages, so a message is either
+handled here or left in the channel for the slot's next worker; the greenlet never
+raises into the hub.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gevent
+import gevent.socket
+
+from . import _gunicorn
+from .rescue import PROBE
+
+
+class Inbox:
+    """Reads the slot's channel in a greenlet while the worker serves."""
+
+    def __init__(self, fd: int, servers: Sequence[Any], on_probe: Callable[[], None]) -> None:
+        self._sock = gevent.socket.socket(fileno=fd)
+        self._servers = servers
+        self._on_probe = on_probe
+        self._greenlet: gevent.Greenlet | None = None
+        self._waiting = False
+        self._stopping = False
+        #: connections served from the channel
+        self.received = 0
+
+    def start(self) -> None:
+        self._greenlet = gevent.spawn(self._run)
+
+    def stop(self) -> None:
+        """No more messages: those not read stay for the slot's next worker."""
+        self._stopping = True
+        if self._greenlet is not None and self._waiting:
+            self._greenlet.kill(block=False)
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._waiting = True
+            try:
+                data, fds, _, _ = socket.recv_fds(self._sock, 1, 1)
+            except OSError:
+                return
+            finally:
+                self._waiting = False
+            if not data:
+                return
+            self._take(data[0], fds)
+
+    def _take(self, index: int, fds: list[int]) -> None:
+        if index == PROBE and not fds:
+            self._on_probe()
+            return
+        for fd in fds:
+            if index >= len(self._servers):
+                socket.socket(fileno=fd).close()
+                continue
+            self.received += 1
+            try:
+                _gunicorn.serve_passed(self._servers[index], fd)
+            except Exception:  # a client gone already: its socket is closed
+                pass

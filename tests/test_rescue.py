@@ -1,0 +1,129 @@
+"""The master's side of the rescue, with real sockets: a listening socket with queued
+connections, and the slots' channels (``SOCK_SEQPACKET`` pairs)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from gunicorn_prefork import rescue
+from gunicorn_prefork.rescue import Rescue
+
+
+@dataclass
+class _Listener:
+    """A gunicorn listener's shape: the socket is ``.sock``."""
+
+    sock: socket.socket
+
+
+@dataclass
+class _Slot:
+    sockets: list[Any] = field(default_factory=list)
+
+
+@pytest.fixture
+def listening() -> Iterator[socket.socket]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    yield sock
+    sock.close()
+
+
+def _connect(sock: socket.socket, count: int) -> list[socket.socket]:
+    return [socket.create_connection(sock.getsockname()) for _ in range(count)]
+
+
+def _read(channel: rescue.Channel) -> list[tuple[int, socket.socket | None]]:
+    """What a worker would read from the channel (without blocking)."""
+    got: list[tuple[int, socket.socket | None]] = []
+    channel.worker_end.setblocking(False)
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(channel.worker_end, 1, 1)
+        except BlockingIOError:
+            return got
+        got.append((data[0], socket.socket(fileno=fds[0]) if fds else None))
+
+
+def test_queued_connections_are_moved_to_the_targets_in_turn(
+        listening: socket.socket) -> None:
+    source, first, second = _Slot([_Listener(listening)]), _Slot(), _Slot()
+    moves = Rescue()
+    for slot in (source, first, second):
+        moves.channel_for(slot)
+    clients = _connect(listening, 4)
+    assert moves.move(source, [first, second]) == 4
+    got_first, got_second = _read(moves.channel_for(first)), _read(moves.channel_for(second))
+    assert len(got_first) == len(got_second) == 2
+    # the passed sockets are the clients' connections: what one sends the other reads
+    for _, conn in got_first + got_second:
+        assert conn is not None
+        conn.sendall(b"x")
+    assert all(client.recv(1) == b"x" for client in clients)
+    assert moves.moved == 4 and not moves.pending
+
+
+def test_nothing_queued_moves_nothing_and_never_blocks(listening: socket.socket) -> None:
+    source, target = _Slot([_Listener(listening)]), _Slot()
+    moves = Rescue()
+    moves.channel_for(target)
+    listening.setblocking(True)  # as a booting gevent worker leaves it, briefly
+    assert moves.move(source, [target]) == 0
+    assert moves.move(source, []) == 0
+
+
+def test_a_full_channel_keeps_the_connection_pending_until_there_is_room(
+        listening: socket.socket) -> None:
+    source, target = _Slot([_Listener(listening)]), _Slot()
+    moves = Rescue()
+    channel = moves.channel_for(target)
+    while channel.send(rescue.PROBE):  # fill it
+        pass
+    _connect(listening, 2)
+    assert moves.move(source, [target]) == 1  # accepted one, could not send it
+    assert len(moves.pending) == 1
+    assert moves.move(source, [target]) == 0  # nothing more accepted while pending
+    _read(channel)  # the worker reads
+    assert moves.flush([target]) and not moves.pending
+    assert [index for index, conn in _read(channel) if conn is not None] == [0]
+
+
+def test_a_probe_goes_once_per_stall() -> None:
+    slot = _Slot()
+    moves = Rescue()
+    channel = moves.channel_for(slot)
+    moves.tick([slot], [])
+    moves.tick([slot], [])
+    assert _read(channel) == [(rescue.PROBE, None)]
+    moves.tick([], [])  # the stall ended
+    moves.tick([slot], [])
+    assert _read(channel) == [(rescue.PROBE, None)]
+
+
+def test_a_retired_slots_unread_connections_go_to_a_live_slot(
+        listening: socket.socket) -> None:
+    source, retired, live = _Slot([_Listener(listening)]), _Slot(), _Slot()
+    moves = Rescue()
+    for slot in (source, retired, live):
+        moves.channel_for(slot)
+    _connect(listening, 1)
+    moves.move(source, [retired])  # sent, but its worker never read it
+    moves.keep_only([source, live], [live])
+    assert [index for index, conn in _read(moves.channel_for(live)) if conn] == [0]
+    assert not moves.pending
+
+
+def test_a_worker_closes_every_end_but_its_own() -> None:
+    mine, other = _Slot(), _Slot()
+    moves = Rescue()
+    own, theirs = moves.channel_for(mine), moves.channel_for(other)
+    closed = moves.closed_in_child(mine)
+    assert own.worker_end not in closed
+    assert {id(s) for s in closed} == {id(own.master_end), id(theirs.master_end),
+                                        id(theirs.worker_end)}
