@@ -4,9 +4,11 @@
     python -m benchmarks.stall --scenarios stopped --repeats 1 --mode close
     python -m benchmarks.stall --thresholds 0.01,0.02,0.05   # compare thresholds
 
-2 workers on 127.0.0.1 (app: ``benchmarks/apps/stall_apps.py``), wrk ``-c 64 -t 2``
-for ``--seconds`` (10), ``Connection: close`` (as behind a default nginx proxy) or
-keep-alive (``--mode``). Scenarios:
+2 workers on 127.0.0.1 (app: ``benchmarks/apps/stall_apps.py``), 64 connections for
+``--seconds`` (10), ``Connection: close`` (as behind a default nginx proxy) or
+keep-alive (``--mode``), from wrk (``-t 2``) and from ab (``--clients``; ab times each
+request from its connect, which wrk's percentiles do not do on fresh connections, see
+``benchmarks/ab.py``). Scenarios:
 
 - ``mixed``: requests that wait 2 ms cooperatively, plus a side client asking
   ``/block`` (100 ms of CPU without yielding) on a fresh connection every 0.4 s;
@@ -17,12 +19,14 @@ variant per value; ``0`` is the feature off), ``gevent`` (Gunicorn's shared sock
 ``reuseport`` (``-k gevent --reuse-port``, Gunicorn >= 24 only). Repeats are
 interleaved with the variants' order rotating; the table shows medians (min-max)
 of p50/p90/p99/max latency and req/s, socket errors summed, and for ours the stalls
-the master logged and counted.
+over 1 s the master logged and the queued connections it moved to the other worker
+(the rescue; medians).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import statistics
 import sys
@@ -33,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .ab import ab_command, run_ab
 from .procfs import children
 from .results import argument_parser, fmt_ms, interleaved, md_header, md_row, spread, subset
 from .servers import (
@@ -47,6 +52,8 @@ from .servers import (
     reuseport_skip_reason,
 )
 from .wrk import WrkResult, run_wrk, wrk_command, wrk_result
+
+CLIENTS = ("wrk", "ab")
 
 SCENARIOS = ("mixed", "stopped")
 WORKERS = 2
@@ -67,9 +74,11 @@ class Run:
     mode: str
     variant: str
     repeat: int
+    client: str = "wrk"
     wrk: WrkResult | None = None
     errors: int = 0
     stalls_logged: int = 0
+    moved: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -93,8 +102,9 @@ def _side_client(port: int, stop: threading.Event) -> None:
             pass
 
 
-def run_once(variant: Variant, scenario: str, mode: str, seconds: int, repeat: int) -> Run:
-    run = Run(scenario, mode, variant.name, repeat)
+def run_once(variant: Variant, scenario: str, mode: str, seconds: int, repeat: int,
+             client: str = "wrk") -> Run:
+    run = Run(scenario, mode, variant.name, repeat, client)
     port = free_port()
     run_dir = Path(tempfile.mkdtemp(prefix=f"stall-{variant.name}-"))
     config = run_dir / "gunicorn.conf.py"
@@ -125,26 +135,34 @@ def run_once(variant: Variant, scenario: str, mode: str, seconds: int, repeat: i
                                  daemon=True)
         event.start()
         try:
-            done = run_wrk(wrk_command(port, duration=seconds, conns=64, threads=2,
-                                       headers=headers, timeout=8), timeout=seconds + 30)
+            if client == "ab":
+                run.wrk = run_ab(ab_command(port, duration=seconds, conns=64,
+                                            keepalive=mode != "close", timeout=8),
+                                 timeout=seconds + 30)
+            else:
+                run.wrk = wrk_result(run_wrk(
+                    wrk_command(port, duration=seconds, conns=64, threads=2,
+                                headers=headers, timeout=8), timeout=seconds + 30))
         finally:
             stop.set()
             for pid in stopped:
                 os.kill(pid, signal.SIGCONT)
             event.join(10)
-        run.wrk = wrk_result(done)
         run.errors = sum(run.wrk.socket_errors.values())
-        log = server.log()
-        run.stalls_logged = log.count("takes no connections for")
+    log = server.log()  # after the stop: the stall watch's summary line is in it
+    run.stalls_logged = log.count("takes no connections for")
+    if moved := re.search(r"(\d+) queued connection\(s\) moved", log):
+        run.moved = int(moved.group(1))
     return run
 
 
 def table(runs: Sequence[Run]) -> str:
-    lines = [md_header(["scenario", "mode", "variant", "req/s", "p50", "p90", "p99", "max",
-                        "socket errors", "stalls > 1 s logged"])]
-    keys = list(dict.fromkeys((r.scenario, r.mode, r.variant) for r in runs))
-    for scenario, mode, name in keys:
-        mine = [r for r in runs if (r.scenario, r.mode, r.variant) == (scenario, mode, name)
+    lines = [md_header(["scenario", "mode", "client", "variant", "req/s", "p50", "p90", "p99",
+                        "max", "socket errors", "stalls > 1 s logged", "moved"])]
+    keys = list(dict.fromkeys((r.scenario, r.mode, r.client, r.variant) for r in runs))
+    for scenario, mode, client, name in keys:
+        mine = [r for r in runs
+                if (r.scenario, r.mode, r.client, r.variant) == (scenario, mode, client, name)
                 and r.wrk is not None]
         if not mine:
             continue
@@ -153,12 +171,13 @@ def table(runs: Sequence[Run]) -> str:
             return [getattr(r.wrk, attr) for r in rows]
 
         lines.append(md_row([
-            scenario, mode, name,
+            scenario, mode, client, name,
             spread(values("rps"), lambda v: f"{v:,.0f}"),
             spread(values("p50_ms"), fmt_ms), spread(values("p90_ms"), fmt_ms),
             spread(values("p99_ms"), fmt_ms), spread(values("max_ms"), fmt_ms),
             str(sum(r.errors for r in mine)),
             str(int(statistics.median(r.stalls_logged for r in mine))),
+            str(int(statistics.median(r.moved for r in mine))),
         ]))
     return "\n".join(lines)
 
@@ -170,27 +189,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--variants", default="prefork,gevent,reuseport")
     parser.add_argument("--thresholds", default="0.02,0",
                         help="prefork_stall_threshold values for ours (0 = off)")
+    parser.add_argument("--clients", default=",".join(CLIENTS))
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     scenarios = subset(parser, args.scenarios, SCENARIOS, "--scenarios")
     names = subset(parser, args.variants, ("prefork", "gevent", "reuseport"), "--variants")
     modes = ("close", "keepalive") if args.mode == "both" else (args.mode,)
+    clients = subset(parser, args.clients, CLIENTS, "--clients")
     chosen = variants([float(t) for t in args.thresholds.split(",")], names)
     print(f"gunicorn {gunicorn_version()}, Python {sys.version.split()[0]}, "
-          f"{WORKERS} workers, wrk -c 64 -t 2 -d {args.seconds}s, {args.repeats} repeat(s)",
+          f"{WORKERS} workers, 64 connections for {args.seconds}s from "
+          f"{' and '.join(clients)}, {args.repeats} repeat(s)",
           flush=True)
     runs: list[Run] = []
     for scenario in scenarios:
         for mode in modes:
-            for repeat, order in interleaved(chosen, args.repeats):
-                for variant in order:
-                    run = run_once(variant, scenario, mode, args.seconds, repeat)
-                    runs.append(run)
-                    wrk = run.wrk
-                    print(f"[{scenario} {mode} r{repeat} {variant.name}] "
-                          f"p90 {wrk.p90_ms if wrk else None} p99 {wrk.p99_ms if wrk else None}",
-                          file=sys.stderr, flush=True)
+            for client in clients:
+                for repeat, order in interleaved(chosen, args.repeats):
+                    for variant in order:
+                        run = run_once(variant, scenario, mode, args.seconds, repeat, client)
+                        runs.append(run)
+                        got = run.wrk
+                        print(f"[{scenario} {mode} {client} r{repeat} {variant.name}] "
+                              f"p90 {got.p90_ms if got else None} "
+                              f"p99 {got.p99_ms if got else None} moved {run.moved}",
+                              file=sys.stderr, flush=True)
     print(table(runs))
     return 0
 

@@ -330,8 +330,8 @@ class Master:
         except Exception as exc:  # a user's hook must not take the master down
             self.log.error("%s raised %s: %s", name, type(exc).__name__, exc)
 
-    def _metric(self, name: str) -> None:
+    def _metric(self, name: str, count: int = 1) -> None:
         """Count ``name`` on statsd when Gunicorn's statsd logger is active."""
         increment = getattr(self.server.log, "increment", None)
         if callable(increment):
-            increment(name, 1)
+            increment(name, count)

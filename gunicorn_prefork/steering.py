@@ -118,6 +118,13 @@ class Group:
     #: the slots, in index order, as the stall watch sees them
     watched: tuple[Any, ...] = ()
 
+    def unserved(self) -> tuple[int, ...]:
+        """Slots no worker takes connections on now and none is about to: a crashed
+        worker's until its replacement serves, a stranded one (not those draining:
+        their worker still accepts)."""
+        return tuple(index for index in range(self.count)
+                     if index not in self.serving and index not in self.draining)
+
     def allowed(self, stalled: Collection[int] = ()) -> tuple[int, ...]:
         return allowed_indices(self.count, self.serving, self.draining, self.stranded,
                                self.num_workers, stalled)

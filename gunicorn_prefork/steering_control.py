@@ -36,7 +36,7 @@ class SteeringControl:
 
     def __init__(self, server: _gunicorn.ArbiterView, slots: SlotAssignment,
                  retirement: Retirement, boot: BootWatch, stall_threshold: float,
-                 log: Any, metric: Callable[[str], None]) -> None:
+                 log: Any, metric: Callable[[str, int], None]) -> None:
         self.server = server
         self.slots = slots
         self.retirement = retirement
@@ -47,6 +47,7 @@ class SteeringControl:
         self.progress = ProgressPage()
         self.stalls = StallWatch(stall_threshold, self.progress)
         self.rescue = Rescue()
+        self._moved_counted = 0
         self.group: steering.Group | None = None
         self._applying = self._dirty = False
 
@@ -150,9 +151,13 @@ class SteeringControl:
             except OSError:
                 pass  # the main loop's next steer() reports it
         stalled = self.stalls.stalled
+        targets = _targets(group, stalled)
         if stalled or self.rescue.pending:
             self.rescue.tick([group.watched[index].slot for index in sorted(stalled)],
-                             _targets(group, stalled))
+                             targets)
+        if targets:  # no worker takes these on now: a crashed one's, a stranded slot's
+            for index in group.unserved():
+                self.rescue.move(group.watched[index].slot, targets)
 
     def report(self, table: SlotTable | None) -> None:
         """From the main loop: log and count what the stall watch saw."""
@@ -165,7 +170,10 @@ class SteeringControl:
             elif event.kind == "ended":
                 self.log.info("worker %s on slot %d takes connections again after a "
                               "%.1fs stall", worker, event.slot_number, event.seconds)
-            self._metric("gunicorn.prefork.stalls")
+            self._metric("gunicorn.prefork.stalls", 1)
+        if self.rescue.moved > self._moved_counted:
+            self._metric("gunicorn.prefork.moved", self.rescue.moved - self._moved_counted)
+            self._moved_counted = self.rescue.moved
         gauge = getattr(self.server.log, "gauge", None)
         if callable(gauge) and table is not None:
             for slot in table.slots:
