@@ -6,7 +6,9 @@ heartbeats, builds the immutable :class:`~gunicorn_prefork.steering.Group` snaps
 and attaches the program :func:`~gunicorn_prefork.steering.allowed_indices` gives.
 The stall watch's timer (:mod:`gunicorn_prefork.stall_watch`, a SIGALRM handler)
 reads that snapshot between two of the main loop's bytecodes and re-steers when the
-stalled set changes.
+stalled set changes; on every tick it also has :mod:`~gunicorn_prefork.rescue` move
+what is queued on stalled slots and on slots no worker serves now to the slots that
+may take it.
 
 Invariants: the timer never logs and only reads the snapshot; :meth:`_apply` is
 re-entrancy safe (a tick that lands inside the main loop's own ``_apply`` makes that

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gunicorn_prefork import EXIT_OVER_RECOVERY
-from tests.server import free_port, request, running, spread, wait_for
+from tests.server import free_port, listeners, request, running, spread, wait_for
 
 PREFORK = 'worker_class = "gunicorn_prefork.Worker"\n'
 
@@ -95,7 +95,10 @@ def test_clean_exits_are_not_counted(tmp_path: Path) -> None:
         assert len(served) > 6, served  # workers were recycled many times
         server.signal(signal.SIGHUP)
         wait_for(lambda: "Hang up" in server.log(), what="HUP handled")
-        server.wait_serving(port, 3)
+        # not wait_serving(): with max_requests 20 workers recycle while it counts pids
+        wait_for(lambda: listeners(port) == 3 and len(server.worker_pids()) >= 3,
+                 what="3 slots with workers after the HUP")
+        spread("127.0.0.1", port, 30)
         server.signal(signal.SIGTTOU)
         wait_for(lambda: len(server.worker_pids()) == 2, what="TTOU handled")
         spread("127.0.0.1", port, 100)
