@@ -31,8 +31,10 @@ runs from the stall watch's signal handler).
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,10 +96,27 @@ class Channel:
         self.worker_end.close()
 
 
+_instances: weakref.WeakSet[Rescue] = weakref.WeakSet()
+
+
+def _forget_pending_in_child() -> None:
+    """A worker must not hold the master's pending connections: a copy of a client's
+    socket in another process would keep the connection open after its real owner
+    closed it."""
+    for rescue in list(_instances):
+        for _, conn in rescue.pending:
+            conn.close()
+        rescue.pending.clear()
+
+
+os.register_at_fork(after_in_child=_forget_pending_in_child)
+
+
 class Rescue:
     """The channels of one master's slots and the connections moved through them."""
 
     def __init__(self) -> None:
+        _instances.add(self)
         self._channels: dict[int, tuple[Any, Channel]] = {}  # id(slot) -> (slot, channel)
         #: accepted connections no channel had room for: (listener index, socket)
         self.pending: list[tuple[int, socket.socket]] = []

@@ -3,6 +3,7 @@ connections, and the slots' channels (``SOCK_SEQPACKET`` pairs)."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -127,3 +128,22 @@ def test_a_worker_closes_every_end_but_its_own() -> None:
     assert own.worker_end not in closed
     assert {id(s) for s in closed} == {id(own.master_end), id(theirs.master_end),
                                         id(theirs.worker_end)}
+
+
+def test_a_forked_child_does_not_keep_the_masters_pending_connections(
+        listening: socket.socket) -> None:
+    source, target = _Slot([_Listener(listening)]), _Slot()
+    moves = Rescue()
+    channel = moves.channel_for(target)
+    while channel.send(rescue.PROBE):
+        pass
+    client = socket.create_connection(listening.getsockname())
+    moves.move(source, [target])
+    assert len(moves.pending) == 1
+    pid = os.fork()
+    if pid == 0:  # the child: nothing pending, the master's copy is gone here
+        os._exit(0 if not moves.pending else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+    moves.close()  # the master's copy closes: the client sees the end at once
+    client.settimeout(5)
+    assert client.recv(1) == b""
