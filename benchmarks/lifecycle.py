@@ -90,6 +90,7 @@ from typing import Any
 
 from tests.load import Load, LoadResult, Sample
 
+from .masterlog import stall_summary
 from .procfs import alive, children, loadavg, other_cpu_pct, process_cpu
 from .results import (
     RESULTS_DIR,
@@ -443,6 +444,8 @@ def read_log(run: Run, text: str) -> None:
     run.log_findings = {name: sum(mark in line for line in lines)
                         for name, mark in LOG_MARKS.items()}
     run.log_findings["recycled"] = text.count(LOG_MARKS["recycled"])
+    if (summary := stall_summary(text)) is not None:
+        run.log_findings["stalls"], run.log_findings["moved"] = summary
     problems = [line for line in lines
                 if any(mark in line for mark in ("[ERROR]", "[CRITICAL]", "Error", "crashed"))]
     run.log_problems = problems[:20]
@@ -524,6 +527,9 @@ def notes_cell(run: Run) -> str:
     for name in ("errors", "critical", "tracebacks", "timeouts"):
         if count := run.log_findings.get(name):
             notes.append(f"log: {count} {name}")
+    if "stalls" in run.log_findings:
+        notes.append(f"{run.log_findings['stalls']} stalls, "
+                     f"{run.log_findings.get('moved', 0)} moved")
     return "; ".join(notes)
 
 

@@ -77,6 +77,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .masterlog import stall_summary
 from .procfs import children, cpu_seconds, loadavg, rss_mib, system_cpu
 from .results import (
     RESULTS_DIR,
@@ -155,6 +156,9 @@ class Run:
     worker_pids_after: list[int] = field(default_factory=list)
     loadavg_before: str = ""
     ratio: float | None = None
+    #: ours: stalls the master's stall watch saw, connections it moved (None: no line)
+    stalls: int | None = None
+    moved: int | None = None
 
 
 # --- servers ------------------------------------------------------------------------------
@@ -290,6 +294,8 @@ def run_once(args: argparse.Namespace, variant: Variant, workload: Workload, rep
                 run.other_load_pct = max(0.0, other) / all_s * 100
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         run.error = str(exc)
+    if log_path.exists() and (summary := stall_summary(log_path.read_text(errors="replace"))):
+        run.stalls, run.moved = summary
     return run
 
 
@@ -419,6 +425,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     add_ratios(runs, all_workloads)
     print(table(runs, variants, workloads))
+    watched = [r for r in runs if r.stalls is not None]
+    if watched:
+        print("\nstall watch (ours; false alarms if not 0): "
+              + ", ".join(f"r{r.repeat} {r.workload} {r.variant} {r.stalls} stalls "
+                          f"{r.moved} moved" for r in watched))
     for name, reason in skipped.items():
         print(f"\n{name}: skipped: {reason}")
     print("\nmedian (min-max) over repeats; ratio: sleep = req/s / (conns / 0.1 s), hello = "

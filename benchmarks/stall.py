@@ -26,7 +26,6 @@ over 1 s the master logged and the queued connections it moved to the other work
 from __future__ import annotations
 
 import os
-import re
 import signal
 import statistics
 import sys
@@ -38,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .ab import ab_command, run_ab
+from .masterlog import stall_summary
 from .procfs import children
 from .results import argument_parser, fmt_ms, interleaved, md_header, md_row, spread, subset
 from .servers import (
@@ -151,8 +151,8 @@ def run_once(variant: Variant, scenario: str, mode: str, seconds: int, repeat: i
         run.errors = sum(run.wrk.socket_errors.values())
     log = server.log()  # after the stop: the stall watch's summary line is in it
     run.stalls_logged = log.count("takes no connections for")
-    if moved := re.search(r"(\d+) queued connection\(s\) moved", log):
-        run.moved = int(moved.group(1))
+    if (summary := stall_summary(log)) is not None:
+        run.moved = summary[1]
     return run
 
 
