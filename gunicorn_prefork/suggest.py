@@ -11,10 +11,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 
-def closest(name: str, known: Iterable[str]) -> str | None:
-    """The known name closest to ``name`` (difflib's ratio >= 0.6), if any."""
-    matches = difflib.get_close_matches(name, list(known), n=1)
-    return matches[0] if matches else None
+def closest(name: str, known: Iterable[str], prefix: str = "") -> str | None:
+    """The known name closest to ``name`` (difflib's ratio >= 0.6), if any; the
+    ``prefix`` all of them share is left out of the comparison (with it every
+    ``prefork_*`` name would look close to every other)."""
+    start = len(prefix) if name.startswith(prefix) else 0
+    by_rest = {k[len(prefix):] if k.startswith(prefix) else k: k for k in known}
+    matches = difflib.get_close_matches(name[start:], list(by_rest), n=1)
+    return by_rest[matches[0]] if matches else None
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,6 @@ def unknown(names: Iterable[str], prefix: str, known: Iterable[str],
     """The names starting with ``prefix`` that are not ``known``, sorted, each with
     its closest known name."""
     known = sorted(known)
-    return [UnknownName(name, where, closest(name, known))
+    return [UnknownName(name, where, closest(name, known, prefix))
             for name in sorted(set(names))
             if name.startswith(prefix) and name not in known]
