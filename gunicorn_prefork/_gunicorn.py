@@ -19,8 +19,8 @@ touchpoint                                             used for
 manage_workers/reload`` (names and signatures)
 ``arbiter.log.info("Listening at: %s ...", ...)``      :func:`listening_once` (one
 in ``Arbiter.start`` and ``reload``                    address once, not per slot)
-``Application.run`` (``gunicorn.app.base``),          wrapped (:func:`install_application_run`)
-``cfg.print_config/check_config``, ``str(cfg)``       for ``--check-config``/``--print-config``
+``Application.run`` (``gunicorn.app.base``),           wrapped (:func:`install_application_run`)
+``cfg.print_config/check_config``, ``str(cfg)``        for ``--check-config``/``--print-config``
 ``cfg.settings["worker_class"]`` (a dotted name)       :func:`worker_class_name`
 ``gunicorn.arbiter.os`` (module global)                its ``waitpid`` reports exits
 ``gunicorn.sock.create_sockets(conf, log, fds=None)``  replaced in the master
@@ -51,7 +51,9 @@ gevent ``StreamServer.do_read/do_handle``, its         :func:`accept_one`, :func
 Version notes: 20.1-23 reap workers inside the SIGCHLD handler (so code called from
 ``waitpid`` may interrupt the main loop); 24+ reap from the main loop. 24+ bind per
 worker themselves when ``reuse_port`` is set (we turn it off: the master owns the
-sockets). 20.1-23 wrap a worker's sockets by fd, 24+ ``detach()`` them.
+sockets). 20.1-23 wrap a worker's sockets by fd, 24+ ``detach()`` them. The
+``Application.run``, ``Listening at`` and ``worker_class`` rows were read in 20.1 and
+27.0 (identical there); the canary checks every version tox runs.
 
 Importing this module imports no gevent (``ggevent`` is imported on first use of
 :data:`GeventWorker`): the start-up hook (``_gunicorn_prefork_hook``) imports it in
