@@ -2,9 +2,15 @@
 
 ``gunicorn -k gunicorn_prefork.Worker -w 4 app:app`` gives every worker its own
 SO_REUSEPORT listening socket, owned and kept by the master.
+
+``Worker`` is imported on first use (it imports gevent): the start-up hook imports
+:mod:`gunicorn_prefork.config_tooling` in every process that imports Gunicorn's
+application module, whatever its worker class.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from .child import is_child
 from .errors import (
@@ -16,7 +22,9 @@ from .errors import (
     StartupError,
 )
 from .plugin_log import LoggerLike
-from .worker import Worker
+
+if TYPE_CHECKING:
+    from .worker import Worker
 
 __all__ = [
     "EXIT_OVER_RECOVERY",
@@ -30,3 +38,11 @@ __all__ = [
     "is_child",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Worker":
+        from .worker import Worker
+
+        return Worker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

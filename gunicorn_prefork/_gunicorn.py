@@ -16,7 +16,12 @@ Touchpoints, and the Gunicorn versions they were read in (20.1, 21.2, 22.0, 23.0
 touchpoint                                             used for
 =====================================================  =================================
 ``Arbiter.start/setup/spawn_worker/kill_worker/        wrapped (:func:`install_arbiter`)
-manage_workers`` (names and signatures)
+manage_workers/reload`` (names and signatures)
+``arbiter.log.info("Listening at: %s ...", ...)``      :func:`listening_once` (one
+in ``Arbiter.start`` and ``reload``                    address once, not per slot)
+``Application.run`` (``gunicorn.app.base``),           wrapped (:func:`install_application_run`)
+``cfg.print_config/check_config``, ``str(cfg)``        for ``--check-config``/``--print-config``
+``cfg.settings["worker_class"]`` (a dotted name)       :func:`worker_class_name`
 ``gunicorn.arbiter.os`` (module global)                its ``waitpid`` reports exits
 ``gunicorn.sock.create_sockets(conf, log, fds=None)``  replaced in the master
 ``Arbiter.WORKERS`` (pid -> worker dict)               :meth:`ArbiterView.workers`
@@ -28,7 +33,8 @@ manage_workers`` (names and signatures)
 ``worker.aborted`` (set before a timeout's SIGABRT)    :func:`was_aborted`
 ``worker.age`` (Gunicorn stops the lowest first)       :func:`make_oldest`
 ``cfg.set("reuse_port", False)``                       :func:`turn_off_reuse_port`
-``gunicorn.config.Setting`` (registers on subclass)    :func:`register_setting`
+``gunicorn.config.Setting`` (registers on subclass)    :func:`register_setting`,
+                                                       :func:`show_settings`
 ``cfg.settings`` / ``sys.modules["__config__"]``       :func:`config_namespace`
 ``gunicorn.errors.HaltServer(reason, exit_status)``    :func:`halt`
 ``gunicorn.sock.TCPSocket/TCP6Socket/BaseSocket``,     the slot sockets (:mod:`.slots`)
@@ -47,15 +53,22 @@ gevent ``StreamServer.socket/do_handle/full()``,       :func:`serve_passed`, :fu
 Version notes: 20.1-23 reap workers inside the SIGCHLD handler (so code called from
 ``waitpid`` may interrupt the main loop); 24+ reap from the main loop. 24+ bind per
 worker themselves when ``reuse_port`` is set (we turn it off: the master owns the
-sockets). 20.1-23 wrap a worker's sockets by fd, 24+ ``detach()`` them.
+sockets). 20.1-23 wrap a worker's sockets by fd, 24+ ``detach()`` them. The
+``Application.run``, ``Listening at`` and ``worker_class`` rows were read in 20.1 and
+27.0 (identical there); the canary checks every version tox runs.
+
+Importing this module imports no gevent (``ggevent`` is imported on first use of
+:data:`GeventWorker`): the start-up hook (``_gunicorn_prefork_hook``) imports it in
+every process that imports ``gunicorn.app.base``, whatever its worker class.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 import gunicorn.arbiter
@@ -65,10 +78,16 @@ from gunicorn import util
 from gunicorn.config import Setting
 from gunicorn.errors import HaltServer
 from gunicorn.http import wsgi
-from gunicorn.workers import ggevent
 
-#: Gunicorn's gevent worker, the base of ``gunicorn_prefork.Worker``.
-GeventWorker: type = ggevent.GeventWorker
+
+def __getattr__(name: str) -> Any:
+    """``GeventWorker`` (Gunicorn's gevent worker, the base of ``Worker``), imported
+    on first use: ``gunicorn.workers.ggevent`` imports gevent."""
+    if name == "GeventWorker":
+        from gunicorn.workers import ggevent
+
+        return ggevent.GeventWorker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: Gunicorn's listener classes, the bases of the slot sockets.
 BaseSocket: type = gunicorn.sock.BaseSocket
@@ -76,7 +95,8 @@ TCPSocket: type = gunicorn.sock.TCPSocket
 TCP6Socket: type = gunicorn.sock.TCP6Socket
 
 #: The arbiter methods :func:`install_arbiter` wraps.
-WRAPPED_METHODS = ("start", "setup", "spawn_worker", "kill_worker", "manage_workers")
+WRAPPED_METHODS = ("start", "setup", "spawn_worker", "kill_worker", "manage_workers",
+                   "reload")
 
 
 # -- the master: the arbiter ---------------------------------------------------------
@@ -209,14 +229,56 @@ def _wrap(owner: Any, name: str, make: Wrapper) -> None:
     setattr(owner, name, functools.wraps(original)(make(original)))
 
 
+#: How Gunicorn's ``start`` and ``reload`` begin the line naming the listeners.
+LISTENING_PREFIX = "Listening at: "
+
+
+def _each_once(listeners: str) -> str:
+    return ",".join(dict.fromkeys(listeners.split(",")))
+
+
+@contextlib.contextmanager
+def listening_once(log: Any) -> Iterator[None]:
+    """While inside, ``log.info("Listening at: %s ...", listeners, ...)`` names each
+    address once (the arbiter has one listener per slot and bind). Works on any
+    logger object that takes an instance attribute; otherwise leaves it alone."""
+    original = log.info
+
+    def info(msg: Any, *args: Any, **kwargs: Any) -> Any:
+        if (isinstance(msg, str) and msg.startswith(LISTENING_PREFIX) and args
+                and isinstance(args[0], str)):
+            args = (_each_once(args[0]), *args[1:])
+        return original(msg, *args, **kwargs)
+
+    had_own = "info" in getattr(log, "__dict__", {})
+    try:
+        log.info = info
+    except (AttributeError, TypeError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        if had_own:
+            log.info = original
+        else:
+            with contextlib.suppress(AttributeError):
+                del log.info
+
+
 # -- settings ----------------------------------------------------------------------
+
+_registered: dict[str, type] = {}
+
 
 def register_setting(name: str, desc: str, section: str = "Prefork") -> None:
     """Make ``name`` a Gunicorn setting (known to Configs created from now on).
 
     Its validator accepts anything: the plugin validates every source itself.
     """
-    type("Setting_" + name, (Setting,), {
+    if name in _registered:
+        return
+    _registered[name] = type("Setting_" + name, (Setting,), {
         "name": name,
         "section": section,
         "validator": lambda value: value,  # the metaclass makes it a staticmethod
@@ -238,6 +300,42 @@ def config_namespace(cfg: Any) -> Mapping[str, object]:
     return vars(module) if module is not None else {}
 
 
+def show_settings(cfg: Any, values: Mapping[str, object]) -> None:
+    """Put registered settings with these values into this Config (one built before
+    they were registered), so ``str(cfg)`` (``--print-config``) lists them."""
+    for name, value in values.items():
+        setting = _registered[name]()
+        setting.set(value)
+        cfg.settings[name] = setting
+
+
+def worker_class_name(cfg: Any) -> str:
+    """The configured worker class as written (``"gunicorn_prefork.Worker"``), without
+    importing it; a class object given by a custom application: its dotted name."""
+    uri = cfg.settings["worker_class"].get()
+    if isinstance(uri, str):
+        return uri
+    return f"{getattr(uri, '__module__', '')}.{getattr(uri, '__qualname__', '')}"
+
+
+def checks_config(cfg: Any) -> bool:
+    """``--check-config`` or ``--print-config``: Gunicorn loads the app and exits."""
+    return bool(cfg.check_config or cfg.print_config)
+
+
+def application_cfg(app: Any) -> Any:
+    return app.cfg
+
+
+def install_application_run(make: Wrapper) -> None:
+    """Wrap ``gunicorn.app.base.Application.run``, which serves ``--check-config`` and
+    ``--print-config`` (before any worker class is imported) and then starts the
+    arbiter. Call once per process."""
+    from gunicorn.app.base import Application
+
+    _wrap(Application, "run", make)
+
+
 def registered_value(cfg: Any, name: str) -> object | None:
     """A registered setting's value in this Config, None if unset or unknown."""
     setting = cfg.settings.get(name)
@@ -248,6 +346,8 @@ def registered_value(cfg: Any, name: str) -> object | None:
 
 def use_stream_server(server_class: type) -> None:
     """Make Gunicorn's gevent worker build ``server_class`` servers (worker only)."""
+    from gunicorn.workers import ggevent
+
     ggevent.StreamServer = server_class
 
 

@@ -7,7 +7,10 @@ on the Config object (a HUP throws that away). What is wrapped (through
 :func:`gunicorn_prefork._gunicorn.install_arbiter`, which lists the versions):
 
 =========================  =====================================================
-``Arbiter.start``          read and check the settings; fail start-up clearly
+``Arbiter.start``          read and check the settings; fail start-up clearly;
+                           warn of misspelt ``prefork_*`` names; log each
+                           address once in "Listening at: ..."
+``Arbiter.reload``         log each address once in "Listening at: ..." (HUP)
 ``gunicorn.sock.create_sockets``  create / adopt the slot table instead of one socket
 ``Arbiter.setup``          re-read the settings after a HUP
 ``Arbiter.spawn_worker``   give the new worker its slot's sockets only
@@ -59,8 +62,20 @@ def _start(original: Callable[..., Any]) -> Callable[..., Any]:
             except PreforkError as error:
                 fail_startup(self.log, self.cfg, error)
             current = master
+            master.warn_unknown_settings()
+            with _gunicorn.listening_once(self.log):
+                return original(self)
         return original(self)
     return start
+
+
+def _reload(original: Callable[..., Any]) -> Callable[..., Any]:
+    def reload(self: Any) -> Any:
+        if _ours(self) is None:
+            return original(self)
+        with _gunicorn.listening_once(self.log):
+            return original(self)
+    return reload
 
 
 def _create_sockets(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -136,6 +151,7 @@ def install() -> None:
     _installed = True
     _gunicorn.install_arbiter(
         {"start": _start, "setup": _setup, "spawn_worker": _spawn_worker,
-         "kill_worker": _kill_worker, "manage_workers": _manage_workers},
+         "kill_worker": _kill_worker, "manage_workers": _manage_workers,
+         "reload": _reload},
         create_sockets=_create_sockets, on_reaped=_on_reaped)
     os.register_at_fork(after_in_child=fork_plan.after_fork_in_child)

@@ -91,6 +91,11 @@ class Master:
                           "SO_REUSEPORT sockets")
             _gunicorn.turn_off_reuse_port(self.server.cfg)
 
+    def warn_unknown_settings(self) -> None:
+        """One warning per misspelt ``prefork_*`` name (ignored, as Gunicorn would)."""
+        for unknown in settings_mod.unknown_names(self.server.cfg):
+            self.log.warning("%s", unknown.message())
+
     def reload_settings(self) -> None:
         """After a HUP built a new Config: read the settings again, keep the mode."""
         try:
@@ -104,6 +109,7 @@ class Master:
                              new.reuseport, self.reuseport)
         self.settings = new
         self.log = PluginLog(new.logger or self.server.log)
+        self.warn_unknown_settings()
         self.recovery.configure(new.recover_threshold, new.recover_window)
         if self.reuseport:
             self._take_over_reuse_port()

@@ -12,7 +12,9 @@ We therefore read them ourselves, in this order (first found wins):
 4. the default.
 
 Every value is validated here; a bad one raises :class:`SettingError` naming the
-setting, the value and where it came from.
+setting, the value and where it came from. Names that look like ours but are not
+(``prefork_recover_threshoId``, ``GUNICORN_PREFORK_REUSEPOR``) are found by
+:func:`unknown_names`, each with the closest real name.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import _gunicorn
+from . import _gunicorn, suggest
 from .errors import SettingError
 from .plugin_log import LoggerLike, import_path, resolve_logger
 
@@ -192,3 +194,23 @@ def load(cfg: Any, environ: Mapping[str, str] | None = None) -> PreforkSettings:
             raise SettingError(spec.name, raw, str(exc), source) from None
     values.setdefault("recover_threshold", default_recover_threshold(int(cfg.workers)))
     return PreforkSettings(**values)
+
+
+def unknown_names(cfg: Any, environ: Mapping[str, str] | None = None
+                  ) -> list[suggest.UnknownName]:
+    """``prefork_*`` names in the configuration and ``GUNICORN_PREFORK_*`` variables
+    in the environment that are not settings (misspelt ones): ignored, worth a
+    warning."""
+    environ = os.environ if environ is None else environ
+    namespace = _gunicorn.config_namespace(cfg)
+    return [
+        *suggest.unknown(namespace, "prefork_", (spec.name for spec in SPECS),
+                         "in the configuration file"),
+        *suggest.unknown(environ, ENV_PREFIX, (spec.env for spec in SPECS),
+                         "in the environment"),
+    ]
+
+
+def effective_values(loaded: PreforkSettings) -> dict[str, object]:
+    """Every setting's name and the value in force (``--print-config``)."""
+    return {spec.name: getattr(loaded, spec.field) for spec in SPECS}

@@ -142,6 +142,14 @@ class Gunicorn:
             start_new_session=True)
         return self
 
+    def run_to_end(self, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run a command that exits by itself (``--check-config``, ``--print-config``)
+        and return its status, stdout and stderr."""
+        return subprocess.run(
+            [*GUNICORN, "-c", self.config_arg, *self.args, self.app],
+            cwd=self.tmp, env=self.env, capture_output=True, text=True, timeout=timeout,
+            check=False)
+
     @property
     def pid(self) -> int:
         assert self.proc is not None

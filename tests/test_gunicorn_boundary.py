@@ -169,3 +169,51 @@ def test_gevent_server_internals() -> None:
         assert callable(getattr(gevent.server.StreamServer, name))
     pool = gevent.pool.Pool(3)
     assert pool.free_count() == pool.size == 3
+
+
+def test_the_arbiter_logs_its_listeners_in_one_info_call() -> None:
+    for method in (gunicorn.arbiter.Arbiter.start, gunicorn.arbiter.Arbiter.reload):
+        source = inspect.getsource(method)
+        assert 'self.log.info("Listening at: %s' in source, method
+        assert '",".join(' in source or "','.join(" in source, method
+    assert _gunicorn.LISTENING_PREFIX == "Listening at: "
+
+
+def test_listening_once_names_each_address_once() -> None:
+    seen: list[tuple[Any, ...]] = []
+
+    class Log:
+        def info(self, msg: str, *args: Any) -> None:
+            seen.append((msg, *args))
+
+    log = Log()
+    with _gunicorn.listening_once(log):
+        log.info("Listening at: %s (%s)", "http://a:1,http://b:2,http://a:1,http://b:2", 7)
+        log.info("Arbiter booted")
+    log.info("Listening at: %s", "http://a:1,http://a:1")
+    assert seen == [("Listening at: %s (%s)", "http://a:1,http://b:2", 7),
+                    ("Arbiter booted",),
+                    ("Listening at: %s", "http://a:1,http://a:1")]
+    assert "info" not in vars(log)
+
+
+def test_check_and_print_config_are_served_by_application_run() -> None:
+    from gunicorn.app.base import Application
+
+    source = inspect.getsource(Application.run)
+    assert "self.cfg.print_config" in source and "self.cfg.check_config" in source
+    assert "print(self.cfg)" in source and "sys.exit(0)" in source
+    cfg = Config()
+    assert _gunicorn.worker_class_name(cfg) == "sync"
+    assert _gunicorn.checks_config(cfg) is False
+    cfg.set("check_config", True)
+    assert _gunicorn.checks_config(cfg) is True
+
+
+def test_registered_settings_can_be_shown_in_an_older_config() -> None:
+    cfg = Config()
+    _gunicorn.register_setting("prefork_canary_shown", "A canary.")
+    assert "prefork_canary_shown" not in cfg.settings
+    _gunicorn.show_settings(cfg, {"prefork_canary_shown": 4})
+    assert "prefork_canary_shown" in str(cfg).split()
+    assert cfg.prefork_canary_shown == 4

@@ -89,3 +89,24 @@ def test_bad_values_name_setting_value_and_source(config_module: types.ModuleTyp
 def test_bad_environment_value_names_the_variable(config_module: types.ModuleType) -> None:
     with pytest.raises(SettingError, match="environment variable GUNICORN_PREFORK_RECOVER_WINDOW"):
         settings.load(_cfg(), environ={"GUNICORN_PREFORK_RECOVER_WINDOW": "x"})
+
+
+def test_unknown_names_from_the_file_and_the_environment(
+        config_module: types.ModuleType) -> None:
+    config_module.prefork_recover_threshoId = 3
+    config_module.prefork_reuseport = True
+    found = settings.unknown_names(_cfg(), environ={"GUNICORN_PREFORK_STALL_TRESHOLD": "1",
+                                                    "GUNICORN_PREFORK_REUSEPORT": "1",
+                                                    "PATH": "/bin"})
+    assert [(u.name, u.where, u.suggestion) for u in found] == [
+        ("prefork_recover_threshoId", "in the configuration file",
+         "prefork_recover_threshold"),
+        ("GUNICORN_PREFORK_STALL_TRESHOLD", "in the environment",
+         "GUNICORN_PREFORK_STALL_THRESHOLD")]
+
+
+def test_effective_values_name_every_setting(config_module: types.ModuleType) -> None:
+    values = settings.effective_values(settings.load(_cfg(workers=4), environ={}))
+    assert list(values) == [spec.name for spec in settings.SPECS]
+    assert values["prefork_recover_threshold"] == 8
+    assert values["prefork_reuseport"] is True
