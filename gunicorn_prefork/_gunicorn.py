@@ -73,7 +73,6 @@ from typing import Any, NoReturn
 
 import gunicorn.arbiter
 import gunicorn.sock
-from gevent.socket import socket as GeventSocket
 from gunicorn import util
 from gunicorn.config import Setting
 from gunicorn.errors import HaltServer
@@ -394,6 +393,8 @@ def accept_one(server: Any) -> bool:
 def serve_passed(server: Any, fd: int) -> None:
     """Serve a connection passed in by the master as if ``server`` had accepted it
     (gevent's ``StreamServer.do_read`` builds its sockets the same way)."""
+    from gevent.socket import socket as GeventSocket  # worker only: imports gevent
+
     listener = server.socket
     sock = GeventSocket(listener.family, listener.type, listener.proto, fileno=fd)
     try:
