@@ -165,7 +165,8 @@ class Rescue:
     # -- moving connections ----------------------------------------------------------
 
     def tick(self, stalled: Sequence[Any], targets: Sequence[Any]) -> None:
-        """From the stall watch: probe newly stalled slots, move their queues."""
+        """From the stall watch, on every tick: probe newly stalled slots, move their
+        queues (a slot stalled again after its stall ended is probed again)."""
         keys = {id(slot) for slot in stalled}
         self._probed &= keys
         for slot in stalled:

@@ -154,9 +154,8 @@ class SteeringControl:
                 pass  # the main loop's next steer() reports it
         stalled = self.stalls.stalled
         targets = _targets(group, stalled)
-        if stalled or self.rescue.pending:
-            self.rescue.tick([group.watched[index].slot for index in sorted(stalled)],
-                             targets)
+        # every tick, also without stalls: the rescue learns which stalls ended
+        self.rescue.tick([group.watched[index].slot for index in sorted(stalled)], targets)
         if targets:  # no worker takes these on now: a crashed one's, a stranded slot's
             for index in group.unserved():
                 self.rescue.move(group.watched[index].slot, targets)

@@ -61,16 +61,18 @@ def test_a_stopped_workers_connections_go_to_the_other_and_it_comes_back(
         tmp_path: Path) -> None:
     port = free_port()
     with running(tmp_path, config=_config(port)) as server:
-        stopped, first, following = _stop_one_and_ask(server, port, wait=10)
-        others = {str(pid) for pid in server.worker_pids() - {stopped}}
-        # all answered while it was stopped: the queued ones were moved (the rescue)
-        assert set(first) <= others, first
-        assert set(following) <= others, following
-        # once it runs again, the stopped worker gets new connections again
-        wait_for(lambda: str(stopped) in {_pid(port, 5) for _ in range(10)},
-                 what="the worker back in the rotation")
-        wait_for(lambda: "takes connections again after" in server.log(),
-                 what="the end of the stall logged")
+        for stall in range(2):  # the same worker twice: each stall ends on its own
+            stopped, first, following = _stop_one_and_ask(server, port, wait=10)
+            others = {str(pid) for pid in server.worker_pids() - {stopped}}
+            # all answered while it was stopped: the queued ones were moved (the rescue)
+            assert set(first) <= others, first
+            assert set(following) <= others, following
+            # once it runs again, the stopped worker gets new connections again
+            wait_for(lambda pid=str(stopped): pid in {_pid(port, 5) for _ in range(10)},
+                     what=f"the worker back in the rotation after stall {stall + 1}")
+            wait_for(lambda ended=stall + 1:
+                     server.log().count("takes connections again after") >= ended,
+                     what="the end of the stall logged")
     log = server.log()
     assert f"worker {stopped} on slot" in log and "takes no connections for" in log
     moved = re.search(r"stall\(s\) of slots seen, (\d+) queued connection", log)
