@@ -43,7 +43,7 @@ class PreforkSettings:
     recover_window: float = 60.0
     recover_interval: float = 0.0
     count_timeouts: bool = False
-    stall_threshold: float = 0.02
+    stall_threshold: float = 0.01
     logger: LoggerLike | None = None
     on_ready: Callable[..., object] | None = None
     on_recover: Callable[..., object] | None = None
