@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import shutil
+import socket
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,3 +20,13 @@ def openssl() -> str:
     if path is None:
         pytest.skip("the openssl command is not installed (apt-get install openssl)")
     return path
+
+
+@pytest.fixture
+def listening() -> Iterator[socket.socket]:
+    """A TCP socket listening on 127.0.0.1 (an ephemeral port), closed afterwards."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    yield sock
+    sock.close()

@@ -5,35 +5,10 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
-
-import pytest
 
 from gunicorn_prefork import rescue
 from gunicorn_prefork.rescue import Rescue
-
-
-@dataclass
-class _Listener:
-    """A gunicorn listener's shape: the socket is ``.sock``."""
-
-    sock: socket.socket
-
-
-@dataclass
-class _Slot:
-    sockets: list[Any] = field(default_factory=list)
-
-
-@pytest.fixture
-def listening() -> Iterator[socket.socket]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    yield sock
-    sock.close()
+from tests.listening import Listener, Slot
 
 
 def _connect(sock: socket.socket, count: int) -> list[socket.socket]:
@@ -54,7 +29,7 @@ def _read(channel: rescue.Channel) -> list[tuple[int, socket.socket | None]]:
 
 def test_queued_connections_are_moved_to_the_targets_in_turn(
         listening: socket.socket) -> None:
-    source, first, second = _Slot([_Listener(listening)]), _Slot(), _Slot()
+    source, first, second = Slot([Listener(listening)]), Slot(), Slot()
     moves = Rescue()
     for slot in (source, first, second):
         moves.channel_for(slot)
@@ -71,7 +46,7 @@ def test_queued_connections_are_moved_to_the_targets_in_turn(
 
 
 def test_nothing_queued_moves_nothing_and_never_blocks(listening: socket.socket) -> None:
-    source, target = _Slot([_Listener(listening)]), _Slot()
+    source, target = Slot([Listener(listening)]), Slot()
     moves = Rescue()
     moves.channel_for(target)
     listening.setblocking(True)  # as a booting gevent worker leaves it, briefly
@@ -81,7 +56,7 @@ def test_nothing_queued_moves_nothing_and_never_blocks(listening: socket.socket)
 
 def test_a_full_channel_keeps_the_connection_pending_until_there_is_room(
         listening: socket.socket) -> None:
-    source, target = _Slot([_Listener(listening)]), _Slot()
+    source, target = Slot([Listener(listening)]), Slot()
     moves = Rescue()
     channel = moves.channel_for(target)
     while channel.send(rescue.PROBE):  # fill it
@@ -96,7 +71,7 @@ def test_a_full_channel_keeps_the_connection_pending_until_there_is_room(
 
 
 def test_a_probe_goes_once_per_stall() -> None:
-    slot = _Slot()
+    slot = Slot()
     moves = Rescue()
     channel = moves.channel_for(slot)
     moves.tick([slot], [])
@@ -109,7 +84,7 @@ def test_a_probe_goes_once_per_stall() -> None:
 
 def test_a_retired_slots_unread_connections_go_to_a_live_slot(
         listening: socket.socket) -> None:
-    source, retired, live = _Slot([_Listener(listening)]), _Slot(), _Slot()
+    source, retired, live = Slot([Listener(listening)]), Slot(), Slot()
     moves = Rescue()
     for slot in (source, retired, live):
         moves.channel_for(slot)
@@ -121,7 +96,7 @@ def test_a_retired_slots_unread_connections_go_to_a_live_slot(
 
 
 def test_a_worker_closes_every_end_but_its_own() -> None:
-    mine, other = _Slot(), _Slot()
+    mine, other = Slot(), Slot()
     moves = Rescue()
     own, theirs = moves.channel_for(mine), moves.channel_for(other)
     closed = moves.closed_in_child(mine)
@@ -132,7 +107,7 @@ def test_a_worker_closes_every_end_but_its_own() -> None:
 
 def test_a_forked_child_does_not_keep_the_masters_pending_connections(
         listening: socket.socket) -> None:
-    source, target = _Slot([_Listener(listening)]), _Slot()
+    source, target = Slot([Listener(listening)]), Slot()
     moves = Rescue()
     channel = moves.channel_for(target)
     while channel.send(rescue.PROBE):

@@ -4,38 +4,15 @@ shared progress page: no clock, no timer (``tick`` is given the time)."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
-
-import pytest
 
 from gunicorn_prefork.progress import ProgressPage
 from gunicorn_prefork.stall_watch import REPORT_AFTER, StallWatch, WatchedSlot
-
-
-@dataclass
-class _Listener:
-    sock: socket.socket
-
-
-@dataclass
-class _Slot:
-    sockets: list[Any] = field(default_factory=list)
-
-
-@pytest.fixture
-def listening() -> Iterator[socket.socket]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    yield sock
-    sock.close()
+from tests.listening import Listener, Slot
 
 
 def _watch(listening: socket.socket) -> tuple[StallWatch, ProgressPage, list[WatchedSlot]]:
     page = ProgressPage()
-    slot = _Slot([_Listener(listening)])
+    slot = Slot([Listener(listening)])
     index = page.index_for(slot)
     return StallWatch(0.02, page), page, [WatchedSlot(1, index, slot)]
 
