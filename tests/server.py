@@ -33,6 +33,9 @@ graceful_timeout = 5
 loglevel = "debug"
 """
 
+#: Gunicorn 20.1 imports ``pkg_resources``, which setuptools >= 81 warns about on
+#: stderr at every start; tests that read stderr must not see Gunicorn's own noise.
+QUIET_GUNICORN_20 = "ignore:pkg_resources is deprecated:UserWarning"
 
 def free_port(host: str = "127.0.0.1") -> int:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -131,6 +134,7 @@ class Gunicorn:
         # Tests rewrite the config and HUP within the same second: a cached .pyc with
         # the same size and mtime would be loaded instead of the new text.
         self.env["PYTHONDONTWRITEBYTECODE"] = "1"
+        self.env["PYTHONWARNINGS"] = QUIET_GUNICORN_20
         self.env.update(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -3,15 +3,21 @@ installed, a no-op until gunicorn.app.base is imported, then wrapping Applicatio
 
 from __future__ import annotations
 
+import ast
+import os
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 
+import _gunicorn_prefork_hook
+from tests.server import QUIET_GUNICORN_20
+
 
 def _python(code: str) -> str:
+    env = {**os.environ, "PYTHONWARNINGS": QUIET_GUNICORN_20}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, check=True)
+                         timeout=60, check=True, env=env)
     assert out.stderr == "", out.stderr
     return out.stdout.strip()
 
@@ -23,9 +29,17 @@ def test_the_pth_file_is_installed() -> None:
 
 def test_nothing_is_imported_in_a_process_without_gunicorn() -> None:
     loaded = _python("import sys; print(sorted(m for m in sys.modules "
-                     "if ('prefork' in m or 'gevent' in m or 'gunicorn' in m or m == 'typing')"
+                     "if ('prefork' in m or 'gevent' in m or 'gunicorn' in m)"
                      " and not m.startswith('__editable__')))")  # an editable install's finder
     assert loaded == "['_gunicorn_prefork_hook']"
+
+
+def test_the_hook_itself_imports_only_sys() -> None:
+    """(``typing`` may be loaded at start-up by others, e.g. on 3.9 an editable
+    install's finder; the hook must not add anything.)"""
+    tree = ast.parse(Path(_gunicorn_prefork_hook.__file__).read_text())
+    at_import = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert [alias.name for node in at_import for alias in node.names] == ["sys"]
 
 
 def test_importing_gunicorn_wraps_application_run_without_gevent() -> None:
