@@ -15,17 +15,22 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 from .servers import HOST
 from .wrk import WrkResult
 
 
 def ab_command(port: int, *, duration: int, conns: int, keepalive: bool = False,
-               timeout: int = 10, path: str = "/") -> list[str]:
-    """``ab -q -r -s T -c C -t D -n BIG [-k] http://127.0.0.1:PORT/``: as many requests
-    as ``duration`` seconds allow, socket errors counted instead of fatal."""
+               timeout: int = 10, path: str = "/", per_request: Path | None = None
+               ) -> list[str]:
+    """``ab -q -r -s T -c C -t D -n BIG [-k] [-g FILE] http://127.0.0.1:PORT/``: as many
+    requests as ``duration`` seconds allow, socket errors counted instead of fatal;
+    ``per_request``: where ab writes every request's times (see :func:`slow_requests`)."""
     command = ["ab", "-q", "-r", "-s", str(timeout), "-c", str(conns),
                "-t", str(duration), "-n", "100000000"]
+    if per_request is not None:
+        command += ["-g", str(per_request)]
     if keepalive:
         command.append("-k")
     return [*command, f"http://{HOST}:{port}{path}"]
@@ -59,3 +64,14 @@ def parse_ab(text: str) -> WrkResult:
     if m := re.search(r"^Non-2xx responses:\s+(\d+)", text, re.M):
         result.non_2xx_3xx = int(m.group(1))
     return result
+
+
+def slow_requests(per_request: Path, over_ms: float = 1000.0) -> int:
+    """How many requests in ab's ``-g`` file took longer than ``over_ms`` (the tail
+    that percentiles of tens of thousands of requests do not show)."""
+    slow = 0
+    for line in per_request.read_text().splitlines()[1:]:
+        fields = line.split("\t")
+        if len(fields) >= 5 and fields[4].strip().isdigit() and int(fields[4]) > over_ms:
+            slow += 1
+    return slow

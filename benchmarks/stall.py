@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .ab import ab_command, run_ab
+from .ab import ab_command, run_ab, slow_requests
 from .masterlog import stall_summary
 from .procfs import children
 from .results import argument_parser, fmt_ms, interleaved, md_header, md_row, spread, subset
@@ -79,6 +79,8 @@ class Run:
     errors: int = 0
     stalls_logged: int = 0
     moved: int = 0
+    #: ab only: requests slower than 1 s
+    over_1s: int | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -136,9 +138,12 @@ def run_once(variant: Variant, scenario: str, mode: str, seconds: int, repeat: i
         event.start()
         try:
             if client == "ab":
+                times = run_dir / "ab-times.tsv"
                 run.wrk = run_ab(ab_command(port, duration=seconds, conns=64,
-                                            keepalive=mode != "close", timeout=8),
+                                            keepalive=mode != "close", timeout=8,
+                                            per_request=times),
                                  timeout=seconds + 30)
+                run.over_1s = slow_requests(times)
             else:
                 run.wrk = wrk_result(run_wrk(
                     wrk_command(port, duration=seconds, conns=64, threads=2,
@@ -158,7 +163,7 @@ def run_once(variant: Variant, scenario: str, mode: str, seconds: int, repeat: i
 
 def table(runs: Sequence[Run]) -> str:
     lines = [md_header(["scenario", "mode", "client", "variant", "req/s", "p50", "p90", "p99",
-                        "max", "socket errors", "stalls > 1 s logged", "moved"])]
+                        "max", "> 1 s", "socket errors", "stalls > 1 s logged", "moved"])]
     keys = list(dict.fromkeys((r.scenario, r.mode, r.client, r.variant) for r in runs))
     for scenario, mode, client, name in keys:
         mine = [r for r in runs
@@ -175,6 +180,8 @@ def table(runs: Sequence[Run]) -> str:
             spread(values("rps"), lambda v: f"{v:,.0f}"),
             spread(values("p50_ms"), fmt_ms), spread(values("p90_ms"), fmt_ms),
             spread(values("p99_ms"), fmt_ms), spread(values("max_ms"), fmt_ms),
+            "-" if any(r.over_1s is None for r in mine)
+            else str(int(statistics.median(r.over_1s or 0 for r in mine))),
             str(sum(r.errors for r in mine)),
             str(int(statistics.median(r.stalls_logged for r in mine))),
             str(int(statistics.median(r.moved for r in mine))),
