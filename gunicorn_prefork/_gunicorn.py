@@ -46,7 +46,8 @@ in ``Arbiter.start`` and ``reload``                    address once, not per slo
 ``.headers_sent``
 gevent ``StreamServer.do_read/do_handle``, its         :func:`accept_one`, :func:`busy`
 ``pool.free_count()/size``
-gevent ``StreamServer.socket/do_handle/full()``,       :func:`serve_passed`, :func:`pool_full`
+gevent ``StreamServer.socket/_spawn/_handle/do_close``, :func:`passed_connection_server`,
+``baseserver._handle_and_close_when_done``, ``full()``, :func:`pool_full`
 ``gevent.socket.socket(family, type, proto, fileno)``
 =====================================================  =================================
 
@@ -390,19 +391,37 @@ def accept_one(server: Any) -> bool:
     return True
 
 
-def serve_passed(server: Any, fd: int) -> None:
-    """Serve a connection passed in by the master as if ``server`` had accepted it
-    (gevent's ``StreamServer.do_read`` builds its sockets the same way)."""
+def passed_connection_server(server: Any) -> Callable[[int], None]:
+    """What serving a connection passed in by the master takes, captured while the
+    gevent ``server`` is open: the returned callable serves one (by fd) as ``server``
+    would have (its pool, its handler, TLS), also after ``server`` closed (gevent's
+    ``close()`` drops ``socket``, ``_spawn`` and ``_handle``; a worker that stops may
+    still have read one from its channel). Sockets are built as ``do_read`` does."""
+    from gevent.baseserver import _handle_and_close_when_done
     from gevent.socket import socket as GeventSocket  # worker only: imports gevent
 
     listener = server.socket
-    sock = GeventSocket(listener.family, listener.type, listener.proto, fileno=fd)
-    try:
-        address = sock.getpeername()
-    except OSError:  # the client left while the connection was on its way
-        sock.close()
-        return
-    server.do_handle(sock, address)
+    family, kind, proto = listener.family, listener.type, listener.proto
+    spawn, handle, close = server._spawn, server._handle, server.do_close
+
+    def serve(fd: int) -> None:
+        sock = GeventSocket(family, kind, proto, fileno=fd)
+        try:
+            address = sock.getpeername()
+        except OSError:  # the client left while the connection was on its way
+            sock.close()
+            return
+        args = (sock, address)
+        try:
+            if spawn is None:
+                _handle_and_close_when_done(handle, close, args)
+            else:
+                spawn(_handle_and_close_when_done, handle, close, args)
+        except BaseException:
+            close(*args)
+            raise
+
+    return serve
 
 
 def pool_full(server: Any) -> bool:

@@ -10,8 +10,10 @@ unless the pool is full, which is a stall of its own.
 
 Invariants: the inbox reads only while the worker serves; :meth:`Inbox.stop` (the
 worker stops accepting) ends it between two messages, so a message is either
-handled here or left in the channel for the slot's next worker; the greenlet never
-raises into the hub.
+handled here or left in the channel for the slot's next worker; a message read is
+served even if the worker's servers closed meanwhile (gevent delivers the kill from
+the loop, and the greenlet may read one more first); the greenlet never raises into
+the hub.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from typing import Any
 import gevent
 import gevent.socket
 
-from . import _gunicorn
 from .rescue import PROBE
 
 
@@ -71,7 +72,7 @@ class Inbox:
                 socket.socket(fileno=fd).close()
                 continue
             self.received += 1
-            try:
-                _gunicorn.serve_passed(self._servers[index], fd)
+            try:  # also after the server closed: it was read, so it is ours to serve
+                self._servers[index].serve_passed(fd)
             except Exception:  # a client gone already: its socket is closed
                 pass

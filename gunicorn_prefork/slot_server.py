@@ -70,6 +70,8 @@ class SlotServer(StreamServer):  # type: ignore[misc]
     def __init__(self, listener: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(listener, *args, **kwargs)
         listener_names[id(listener)] = listener.getsockname()
+        #: serves a connection the master passed in (see :mod:`.rescue_inbox`)
+        self.serve_passed: Callable[[int], None] = _gunicorn.passed_connection_server(self)
         servers.append(self)
 
     def busy(self) -> bool:

@@ -52,6 +52,7 @@ class SteeringControl:
         self._moved_counted = 0
         self.group: steering.Group | None = None
         self._applying = self._dirty = False
+        self._ticking = False
 
     def new_group(self) -> None:
         """A new slot table: nothing attached, nothing known."""
@@ -145,8 +146,15 @@ class SteeringControl:
     def _on_tick(self) -> None:
         """The stall timer (a signal handler): look at the slots, re-steer on change."""
         group = self.group
-        if group is None:
-            return
+        if group is None or self._ticking:
+            return  # (a tick slower than the interval: the next signal comes inside it)
+        self._ticking = True
+        try:
+            self._tick(group)
+        finally:
+            self._ticking = False
+
+    def _tick(self, group: steering.Group) -> None:
         if self.stalls.tick(time.monotonic(), group.watched):
             try:
                 self._apply()

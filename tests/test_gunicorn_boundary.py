@@ -217,3 +217,34 @@ def test_registered_settings_can_be_shown_in_an_older_config() -> None:
     _gunicorn.show_settings(cfg, {"prefork_canary_shown": 4})
     assert "prefork_canary_shown" in str(cfg).split()
     assert cfg.prefork_canary_shown == 4
+
+
+def test_a_passed_connection_is_served_also_after_its_server_closed() -> None:
+    """gevent's StreamServer: ``_spawn``/``_handle``/``do_close``/``socket``, and
+    ``_handle_and_close_when_done`` (what ``passed_connection_server`` captures)."""
+    import gevent
+    import gevent.socket
+
+    got: list[bytes] = []
+
+    def handle(sock: Any, address: Any) -> None:
+        got.append(sock.recv(5))
+        sock.sendall(b"ok")
+
+    listener = gevent.socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    server = gevent.server.StreamServer(listener, handle)
+    server.start()
+    serve = _gunicorn.passed_connection_server(server)
+    server.close()
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen(1)
+        client = socket.create_connection(other.getsockname())
+        conn, _ = other.accept()
+    client.sendall(b"hello")
+    serve(conn.detach())
+    gevent.sleep(0.2)
+    assert got == [b"hello"] and client.recv(2) == b"ok"
+    client.close()
