@@ -36,7 +36,6 @@ class Inbox:
         self._servers = servers
         self._on_probe = on_probe
         self._greenlet: gevent.Greenlet | None = None
-        self._waiting = False
         self._stopping = False
         #: connections served from the channel
         self.received = 0
@@ -45,20 +44,24 @@ class Inbox:
         self._greenlet = gevent.spawn(self._run)
 
     def stop(self) -> None:
-        """No more messages: those not read stay for the slot's next worker."""
+        """No more messages: those not read stay for the slot's next worker.
+
+        Closing the socket is what makes this hold: gevent swaps in a closed socket
+        at once, so a read the greenlet has not made yet fails, even when the channel
+        turned readable and the hub resumes the greenlet before it sees the stop (it
+        did, at the worker's exit, after its run loop returned: a connection read
+        then was never served and the client got a reset). Killing the greenlet is
+        not enough: the kill is delivered by the hub, after such a wake-up.
+        """
         self._stopping = True
-        if self._greenlet is not None and self._waiting:
-            self._greenlet.kill(block=False)
+        self._sock.close()
 
     def _run(self) -> None:
         while not self._stopping:
-            self._waiting = True
             try:
                 data, fds, _, _ = socket.recv_fds(self._sock, 1, 1)
-            except OSError:
+            except OSError:  # closed by stop()
                 return
-            finally:
-                self._waiting = False
             if not data:
                 return
             self._take(data[0], fds)
