@@ -23,10 +23,11 @@ descriptor; :data:`PROBE` (no descriptor) asks a stalled worker to show it runs:
 its inbox reads it as soon as its event loop turns, which ends the stall even when
 no connection is left for it to take.
 
-Invariants: every connection the master accepts is either sent (the kernel holds it
-until a worker reads it) or kept in :attr:`Rescue.pending` and sent on the next
-tick; the master never accepts while anything is pending; nothing here logs (it
-runs from the stall watch's signal handler).
+Invariants: every connection the master accepts (or takes unread from the channel
+of a slot no worker serves now) is either sent (the kernel holds it until a worker
+reads it) or kept in :attr:`Rescue.pending` and sent on the next tick; the master
+never accepts while anything is pending; nothing here logs (it runs from the stall
+watch's signal handler).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from .slots import queued
 
 #: The message that carries no connection: "show that your event loop runs".
 PROBE = 255
@@ -78,7 +81,10 @@ class Channel:
         return True
 
     def take_left(self) -> list[tuple[int, socket.socket]]:
-        """What no worker read (the master only, once no worker holds the slot)."""
+        """What no worker read (the master: a retired slot's channel, or one no worker
+        serves now). A worker reading at the same time gets each message whole or not
+        at all. Never blocks (the worker end is non-blocking in workers too: gevent).
+        (``socket.recv_fds`` ignores its ``flags`` in CPython 3.9-3.13: no MSG_DONTWAIT.)"""
         left: list[tuple[int, socket.socket]] = []
         self.worker_end.setblocking(False)
         while True:
@@ -191,7 +197,7 @@ class Rescue:
         moved = 0
         for index, listener in enumerate(source.sockets):
             sock = getattr(listener, "sock", None)
-            if sock is None:
+            if sock is None or not queued(listener):  # (one getsockopt when idle)
                 continue
             self._never_block(sock)
             while moved < MOVE_LIMIT:
@@ -206,6 +212,20 @@ class Rescue:
                     return moved
         self.moved += moved
         return moved
+
+    def move_unserved(self, source: Any, targets: Sequence[Any]) -> int:
+        """A slot no worker serves now (its worker crashed or left, the next one is
+        not serving yet): pass on what its channel holds unread, then its queue.
+        Probes in the channel are dropped (nobody is there to answer them); a worker
+        still reading the channel meanwhile takes each message or leaves it whole."""
+        if not targets:
+            return 0
+        entry = self._channels.get(id(source))
+        if entry is not None:
+            unread = entry[1].take_left()
+            self.pending.extend(unread)
+            self.moved += len(unread)
+        return self.move(source, targets)
 
     def flush(self, targets: Sequence[Any]) -> bool:
         """Send what is pending; True when nothing is left pending."""

@@ -125,6 +125,15 @@ class Group:
         return tuple(index for index in range(self.count)
                      if index not in self.serving and index not in self.draining)
 
+    def takers(self, stalled: Collection[int] = ()) -> tuple[int, ...]:
+        """Slots that may take connections moved off other slots: a booted worker
+        serves them (a watched slot with a progress counter), and they neither stall,
+        drain nor hold connections nobody accepts."""
+        return tuple(index for index, watched in enumerate(self.watched)
+                     if watched.progress is not None and index in self.serving
+                     and index not in stalled and index not in self.draining
+                     and index not in self.stranded)
+
     def allowed(self, stalled: Collection[int] = ()) -> tuple[int, ...]:
         return allowed_indices(self.count, self.serving, self.draining, self.stranded,
                                self.num_workers, stalled)

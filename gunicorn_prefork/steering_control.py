@@ -106,7 +106,7 @@ class SteeringControl:
                 slot.number,
                 self.progress.index_for(slot) if id(slot) in booted else None, slot)
                 for index, slot in enumerate(table.slots)))
-        self.rescue.keep_only(table.slots, _targets(self.group, self.stalls.stalled))
+        self.rescue.keep_only(table.slots, self._takers(self.group))
         try:
             allowed = self._apply()
         except OSError as exc:
@@ -161,12 +161,16 @@ class SteeringControl:
             except OSError:
                 pass  # the main loop's next steer() reports it
         stalled = self.stalls.stalled
-        targets = _targets(group, stalled)
+        targets = self._takers(group)
         # every tick, also without stalls: the rescue learns which stalls ended
         self.rescue.tick([group.watched[index].slot for index in sorted(stalled)], targets)
         if targets:  # no worker takes these on now: a crashed one's, a stranded slot's
             for index in group.unserved():
-                self.rescue.move(group.watched[index].slot, targets)
+                self.rescue.move_unserved(group.watched[index].slot, targets)
+
+    def _takers(self, group: steering.Group) -> list[Any]:
+        """The slots that may take connections the rescue moves now."""
+        return [group.watched[index].slot for index in group.takers(self.stalls.stalled)]
 
     def report(self, table: SlotTable | None) -> None:
         """From the main loop: log and count what the stall watch saw."""
@@ -198,13 +202,3 @@ class SteeringControl:
         pids = [str(pid) for pid, slot in self.slots.staying().items() if slot.number == number]
         return ",".join(pids) or "?"
 
-
-def _targets(group: steering.Group | None, stalled: frozenset[int]) -> list[Any]:
-    """The slots that may take moved connections: a booted worker serves them, and
-    they neither stall, drain nor hold connections nobody accepts."""
-    if group is None:
-        return []
-    return [watched.slot for index, watched in enumerate(group.watched)
-            if watched.progress is not None and index in group.serving
-            and index not in stalled and index not in group.draining
-            and index not in group.stranded]

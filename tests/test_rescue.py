@@ -122,3 +122,28 @@ def test_a_forked_child_does_not_keep_the_masters_pending_connections(
     moves.close()  # the master's copy closes: the client sees the end at once
     client.settimeout(5)
     assert client.recv(1) == b""
+
+
+def test_what_a_gone_worker_left_unread_goes_to_a_live_one(listening: socket.socket) -> None:
+    """A slot no worker serves now (its worker crashed or left before reading): the
+    connections in its channel and in its queue are passed on; probes dropped."""
+    gone, live = Slot([Listener(listening)]), Slot()
+    moves = Rescue()
+    channel = moves.channel_for(gone)
+    moves.channel_for(live)
+    first, second = socket.socketpair()
+    assert channel.send(0, first.fileno()) and channel.send(rescue.PROBE)
+    first.close()
+    client = _connect(listening, 1)[0]
+    assert moves.move_unserved(gone, [live]) == 1  # from the queue
+    assert moves.moved == 2 and not moves.pending
+    got = _read(moves.channel_for(live))
+    assert [index for index, _ in got] == [0, 0]
+    assert _read(channel) == []
+    passed = [conn for _, conn in got if conn is not None]
+    for conn in passed:
+        conn.sendall(b"x")
+    assert second.recv(1) == b"x" and client.recv(1) == b"x"
+    assert moves.move_unserved(gone, []) == 0
+    for sock in (second, client, *passed):
+        sock.close()

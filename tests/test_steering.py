@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from gunicorn_prefork import steering
+from gunicorn_prefork.stall_watch import WatchedSlot
 
 
 def test_program_for_contiguous_indices_returns_the_hash_slot() -> None:
@@ -98,3 +99,27 @@ def test_all_serving_or_none_left_means_plain_hashing() -> None:
 def test_nobody_serving_queues_on_slots_that_will_get_a_worker() -> None:
     assert steering.allowed_indices(4, serving=(), draining={3}, stranded={0},
                                     num_workers=2) == (1, 2)
+
+
+# -- the policy: which slots take connections the rescue moves -------------------------
+
+def _group(count: int, serving: set[int], booted: set[int], draining: frozenset[int] = frozenset(),
+           stranded: frozenset[int] = frozenset()) -> steering.Group:
+    watched = tuple(WatchedSlot(index + 1, index if index in booted else None, f"slot{index}")
+                    for index in range(count))
+    return steering.Group(count, frozenset(serving), draining, stranded, num_workers=count,
+                          attach_via=(), watched=watched)
+
+
+def test_moved_connections_go_to_booted_serving_slots_that_do_not_stall() -> None:
+    group = _group(4, serving={0, 1, 2, 3}, booted={0, 1, 2, 3})
+    assert group.takers() == (0, 1, 2, 3)
+    assert group.takers(stalled={1, 3}) == (0, 2)
+
+
+def test_no_moved_connections_to_booting_draining_stranded_or_unserved_slots() -> None:
+    group = _group(5, serving={0, 1, 2, 3}, booted={1, 2, 3, 4}, draining=frozenset({2}),
+                   stranded=frozenset({3}))
+    # 0 boots, 2 drains, 3 is stranded, 4 has no serving worker
+    assert group.takers() == (1,)
+    assert group.takers(stalled={1}) == ()
