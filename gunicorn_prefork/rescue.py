@@ -27,7 +27,10 @@ Invariants: every connection the master accepts (or takes unread from the channe
 of a slot no worker serves now) is either sent (the kernel holds it until a worker
 reads it) or kept in :attr:`Rescue.pending` and sent on the next tick; the master
 never accepts while anything is pending; nothing here logs (it runs from the stall
-watch's signal handler).
+watch's signal handler). The one call from the master's main loop,
+:meth:`Rescue.keep_only`, may be interrupted by a tick: the tick's calls then do
+nothing (a tick that sent and closed the connection the main loop was sending would
+make it send a closed descriptor, or pop one it never sent).
 """
 
 from __future__ import annotations
@@ -70,13 +73,16 @@ class Channel:
         return cls(master_end, worker_end)
 
     def send(self, message: int, fd: int | None = None) -> bool:
-        """Send one message; False when the channel is full (nothing sent)."""
+        """Send one message; False when nothing was sent: the channel is full, or the
+        kernel refused (e.g. ``ETOOMANYREFS``, too many descriptors in flight). The
+        caller keeps the connection: an error must never drop one (the stall tick
+        swallows exceptions, and a dropped socket is a reset client)."""
         try:
             if fd is None:
                 self.master_end.send(bytes([message]))
             else:
                 socket.send_fds(self.master_end, [bytes([message])], [fd])
-        except (BlockingIOError, InterruptedError):
+        except OSError:
             return False
         return True
 
@@ -128,6 +134,10 @@ class Rescue:
         self.pending: list[tuple[int, socket.socket]] = []
         self._probed: set[int] = set()
         self._next = 0
+        #: the main loop is inside :meth:`keep_only`: a stall tick (a signal handler
+        #: that may run between any two of its bytecodes) must not touch ``pending``
+        #: or the channels then, and does nothing
+        self._in_main_loop = False
         #: connections moved to another slot since the start
         self.moved = 0
 
@@ -152,13 +162,17 @@ class Rescue:
 
     def keep_only(self, slots: Sequence[Any], targets: Sequence[Any]) -> None:
         """Close the channels of retired slots, moving what is left in them first."""
-        live = {id(slot) for slot in slots}
-        for key in [key for key in self._channels if key not in live]:
-            _, channel = self._channels.pop(key)
-            self.pending.extend(channel.take_left())
-            channel.close()
-            self._probed.discard(key)
-        self.flush(targets)
+        self._in_main_loop = True
+        try:
+            live = {id(slot) for slot in slots}
+            for key in [key for key in self._channels if key not in live]:
+                _, channel = self._channels.pop(key)
+                self.pending.extend(channel.take_left())
+                channel.close()
+                self._probed.discard(key)
+            self._flush(targets)
+        finally:
+            self._in_main_loop = False
 
     def close(self) -> None:
         for _, channel in self._channels.values():
@@ -173,13 +187,15 @@ class Rescue:
     def tick(self, stalled: Sequence[Any], targets: Sequence[Any]) -> None:
         """From the stall watch, on every tick: probe newly stalled slots, move their
         queues (a slot stalled again after its stall ended is probed again)."""
+        if self._in_main_loop:
+            return
         keys = {id(slot) for slot in stalled}
         self._probed &= keys
         for slot in stalled:
             self.probe(slot)
             self.move(slot, targets)
         if not stalled:
-            self.flush(targets)
+            self._flush(targets)
 
     def probe(self, slot: Any) -> None:
         """Ask a newly stalled slot's worker to show it runs (once per stall)."""
@@ -192,7 +208,7 @@ class Rescue:
     def move(self, source: Any, targets: Sequence[Any]) -> int:
         """Accept what is queued on ``source`` (up to :data:`MOVE_LIMIT`) and pass it
         to ``targets`` in turn; returns how many were moved."""
-        if not targets or not self.flush(targets):
+        if self._in_main_loop or not targets or not self._flush(targets):
             return 0
         moved = 0
         for index, listener in enumerate(source.sockets):
@@ -218,7 +234,7 @@ class Rescue:
         not serving yet): pass on what its channel holds unread, then its queue.
         Probes in the channel are dropped (nobody is there to answer them); a worker
         still reading the channel meanwhile takes each message or leaves it whole."""
-        if not targets:
+        if self._in_main_loop or not targets:
             return 0
         entry = self._channels.get(id(source))
         if entry is not None:
@@ -229,6 +245,9 @@ class Rescue:
 
     def flush(self, targets: Sequence[Any]) -> bool:
         """Send what is pending; True when nothing is left pending."""
+        return not self._in_main_loop and self._flush(targets)
+
+    def _flush(self, targets: Sequence[Any]) -> bool:
         while self.pending and targets:
             index, conn = self.pending[0]
             if not self._send(index, conn, targets):

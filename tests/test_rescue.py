@@ -147,3 +147,50 @@ def test_what_a_gone_worker_left_unread_goes_to_a_live_one(listening: socket.soc
     assert moves.move_unserved(gone, []) == 0
     for sock in (second, client, *passed):
         sock.close()
+
+
+def test_a_tick_inside_the_main_loops_call_does_nothing(listening: socket.socket) -> None:
+    """The stall tick is a signal handler: it can run in the middle of the main
+    loop's keep_only(), e.g. between reading a pending connection and sending it."""
+    retired, live = Slot([Listener(listening)]), Slot()
+    moves = Rescue()
+    left = moves.channel_for(retired)
+    target = moves.channel_for(live)
+    pairs = [socket.socketpair() for _ in range(3)]
+    for ours, _ in pairs:
+        assert left.send(0, ours.fileno())
+        ours.close()
+    real_send = target.send
+    ticks = []
+
+    def send_with_a_tick(message: int, fd: int | None = None) -> bool:
+        if not ticks:  # the signal comes in the middle of the main loop's send
+            ticks.append(1)
+            moves.tick([], [live])
+            moves.move_unserved(retired, [live])
+        return real_send(message, fd)
+
+    target.send = send_with_a_tick  # type: ignore[method-assign]
+    moves.keep_only([live], [live])
+    got = _read(target)
+    assert len(got) == 3 and not moves.pending
+    for (_, conn), (_, theirs) in zip(got, pairs):
+        assert conn is not None
+        conn.sendall(b"x")
+        assert theirs.recv(1) == b"x"  # each connection arrived once, in order
+        conn.close()
+        theirs.close()
+
+
+def test_a_send_error_keeps_the_connection_pending(listening: socket.socket) -> None:
+    source, target = Slot([Listener(listening)]), Slot()
+    moves = Rescue()
+    channel = moves.channel_for(target)
+    channel.master_end.shutdown(socket.SHUT_WR)  # every send now fails (EPIPE)
+    client = _connect(listening, 1)[0]
+    assert moves.move(source, [target]) == 1
+    assert len(moves.pending) == 1  # not dropped: the client is not reset
+    _, conn = moves.pending[0]
+    conn.sendall(b"x")
+    assert client.recv(1) == b"x"
+    client.close()
