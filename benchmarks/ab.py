@@ -36,10 +36,14 @@ def ab_command(port: int, *, duration: int, conns: int, keepalive: bool = False,
     return [*command, f"http://{HOST}:{port}{path}"]
 
 
-def run_ab(command: list[str], timeout: float | None = None) -> WrkResult:
-    """Run ab to the end; RuntimeError if it failed or printed no req/s."""
+def run_ab(command: list[str], timeout: float | None = None,
+           output: Path | None = None) -> WrkResult:
+    """Run ab to the end (its stdout and stderr also to ``output``); RuntimeError if
+    it failed or printed no req/s."""
     done = subprocess.run(command, capture_output=True, text=True, check=False,
                           timeout=timeout)
+    if output is not None:
+        output.write_text(done.stdout + done.stderr)
     result = parse_ab(done.stdout)
     if result.rps is None:
         raise RuntimeError(f"ab exited with {done.returncode}: {done.stderr.strip()}\n"

@@ -81,6 +81,8 @@ class Run:
     moved: int = 0
     #: ab only: requests slower than 1 s
     over_1s: int | None = None
+    #: the run's directory (gunicorn.conf.py, gunicorn.log, ab's per-request times)
+    log_dir: str = ""
     notes: list[str] = field(default_factory=list)
 
 
@@ -109,6 +111,7 @@ def run_once(variant: Variant, scenario: str, mode: str, seconds: int, repeat: i
     run = Run(scenario, mode, variant.name, repeat, client)
     port = free_port()
     run_dir = Path(tempfile.mkdtemp(prefix=f"stall-{variant.name}-"))
+    run.log_dir = str(run_dir)
     config = run_dir / "gunicorn.conf.py"
     text = "control_socket_disable = True\n"
     if variant.threshold is not None:
@@ -142,7 +145,7 @@ def run_once(variant: Variant, scenario: str, mode: str, seconds: int, repeat: i
                 run.wrk = run_ab(ab_command(port, duration=seconds, conns=64,
                                             keepalive=mode != "close", timeout=8,
                                             per_request=times),
-                                 timeout=seconds + 30)
+                                 timeout=seconds + 30, output=run_dir / "ab.txt")
                 run.over_1s = slow_requests(times)
             else:
                 run.wrk = wrk_result(run_wrk(
@@ -220,7 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         got = run.wrk
                         print(f"[{scenario} {mode} {client} r{repeat} {variant.name}] "
                               f"p90 {got.p90_ms if got else None} "
-                              f"p99 {got.p99_ms if got else None} moved {run.moved}",
+                              f"p99 {got.p99_ms if got else None} moved {run.moved} "
+                              f"errors {got.socket_errors if got else None} "
+                              f"log {run.log_dir}",
                               file=sys.stderr, flush=True)
     print(table(runs))
     return 0
