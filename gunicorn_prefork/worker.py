@@ -20,7 +20,8 @@ or QUIT sent to the worker, ``max_requests``):
 
 While serving, it bumps its slot's progress counter for every connection it takes on
 (the master's stall watch, :mod:`gunicorn_prefork.stall_watch`), and it dies with its
-master (:mod:`gunicorn_prefork.orphan`).
+master (:mod:`gunicorn_prefork.orphan`). Gunicorn's ``keepalive`` wait for a request
+never cuts one that has arrived (:mod:`gunicorn_prefork.request_wait`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from . import (
     fork_plan,
     handoff,
     orphan,
+    request_wait,
     slot_server,
 )
 from .rescue_inbox import Inbox
@@ -190,10 +192,16 @@ class Worker(_gunicorn.GeventWorker):  # type: ignore[misc]
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
         if self._progress is not None:  # the master's stall watch sees us take it on
             self._progress.bump(self._progress_index)
+        request_wait.serving(client)
         name = listener_names.get(id(listener))
         if name is not None:
             listener = _NamedListener(listener, name)
         super().handle(listener, client, addr)
+
+    def timeout_ctx(self) -> Any:
+        """Gunicorn's wait (``keepalive``) for a connection's next request, which does
+        not cut a request that has arrived (:mod:`.request_wait`)."""
+        return request_wait.wait_for_request(self.cfg.keepalive)
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
         """Gunicorn's request handling, yielding to the hub every few requests.
