@@ -232,13 +232,15 @@ class Rescue:
     def move_unserved(self, source: Any, targets: Sequence[Any]) -> int:
         """A slot no worker serves now (its worker crashed or left, the next one is
         not serving yet): pass on what its channel holds unread, then its queue.
-        Probes in the channel are dropped (nobody is there to answer them); a worker
-        still reading the channel meanwhile takes each message or leaves it whole."""
+        A probe taken with them is sent again on the next tick if the slot still
+        stalls (its next worker must get one); a worker still reading the channel
+        meanwhile takes each message or leaves it whole."""
         if self._in_main_loop or not targets:
             return 0
         entry = self._channels.get(id(source))
         if entry is not None:
             unread = entry[1].take_left()
+            self._probed.discard(id(source))
             self.pending.extend(unread)
             self.moved += len(unread)
         return self.move(source, targets)

@@ -194,3 +194,16 @@ def test_a_send_error_keeps_the_connection_pending(listening: socket.socket) -> 
     conn.sendall(b"x")
     assert client.recv(1) == b"x"
     client.close()
+
+
+def test_a_probe_taken_from_an_unserved_slot_is_sent_again() -> None:
+    """Its next worker must still be asked to show that it runs."""
+    slot, other = Slot(), Slot()
+    moves = Rescue()
+    channel = moves.channel_for(slot)
+    moves.channel_for(other)
+    moves.tick([slot], [])
+    moves.move_unserved(slot, [other])  # takes the probe with what was unread
+    assert _read(channel) == []
+    moves.tick([slot], [])
+    assert _read(channel) == [(rescue.PROBE, None)]
