@@ -9,11 +9,10 @@ channel and hands every connection to the server of the listener it came in on
 unless the pool is full, which is a stall of its own.
 
 Invariants: the inbox reads only while the worker serves; :meth:`Inbox.stop` (the
-worker stops accepting) ends it between two messages, so a message is either
-handled here or left in the channel for the slot's next worker; a message read is
-served even if the worker's servers closed meanwhile (gevent delivers the kill from
-the loop, and the greenlet may read one more first); the greenlet never raises into
-the hub.
+worker stops accepting) closes its socket, so nothing is read after it and a message
+is either handled here or left in the channel for the slot's next worker; a message
+read is served even if the worker's servers closed meanwhile; the greenlet never
+raises into the hub.
 """
 
 from __future__ import annotations
@@ -35,13 +34,11 @@ class Inbox:
         self._sock = gevent.socket.socket(fileno=fd)
         self._servers = servers
         self._on_probe = on_probe
-        self._greenlet: gevent.Greenlet | None = None
-        self._stopping = False
         #: connections served from the channel
         self.received = 0
 
     def start(self) -> None:
-        self._greenlet = gevent.spawn(self._run)
+        gevent.spawn(self._run)
 
     def stop(self) -> None:
         """No more messages: those not read stay for the slot's next worker.
@@ -53,11 +50,10 @@ class Inbox:
         then was never served and the client got a reset). Killing the greenlet is
         not enough: the kill is delivered by the hub, after such a wake-up.
         """
-        self._stopping = True
         self._sock.close()
 
     def _run(self) -> None:
-        while not self._stopping:
+        while True:
             try:
                 data, fds, _, _ = socket.recv_fds(self._sock, 1, 1)
             except OSError:  # closed by stop()
