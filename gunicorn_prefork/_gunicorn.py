@@ -393,16 +393,23 @@ def accept_one(server: Any) -> bool:
 
 def passed_connection_server(server: Any) -> Callable[[int], None]:
     """What serving a connection passed in by the master takes, captured while the
-    gevent ``server`` is open: the returned callable serves one (by fd) as ``server``
-    would have (its pool, its handler, TLS), also after ``server`` closed (gevent's
-    ``close()`` drops ``socket``, ``_spawn`` and ``_handle``; a worker that stops may
-    still have read one from its channel). Sockets are built as ``do_read`` does."""
+    gevent ``server`` is open and started (gevent sets a TLS server's handler,
+    ``wrap_socket_and_handle``, in ``init_socket()`` at ``start()``): the returned
+    callable serves one (by fd) as ``server`` would have (its pool, its handler,
+    TLS), also after ``server`` closed (gevent's ``close()`` drops ``socket``,
+    ``_spawn`` and ``_handle``; a worker that stops may still have read one from
+    its channel). Sockets are built as ``do_read`` does."""
     from gevent.baseserver import _handle_and_close_when_done
     from gevent.socket import socket as GeventSocket  # worker only: imports gevent
 
     listener = server.socket
     family, kind, proto = listener.family, listener.type, listener.proto
     spawn, handle, close = server._spawn, server._handle, server.do_close
+    if getattr(server, "ssl_enabled", False) and handle != server.wrap_socket_and_handle:
+        # gevent picks the TLS handler at start(): captured earlier, a TLS connection
+        # would be served as plain HTTP. Never serve one wrongly.
+        raise RuntimeError("a TLS server's passed connections need its TLS handler: "
+                           "capture them after the server started")
 
     def serve(fd: int) -> None:
         sock = GeventSocket(family, kind, proto, fileno=fd)

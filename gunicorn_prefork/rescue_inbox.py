@@ -53,6 +53,10 @@ class Inbox:
         self._sock.close()
 
     def _run(self) -> None:
+        # Gunicorn starts the servers before the hub first runs this greenlet; a
+        # server not started yet has no handler for a passed connection (TLS!)
+        while any(server.serve_passed is None for server in self._servers):
+            gevent.sleep(0.01)
         while True:
             try:
                 data, fds, _, _ = socket.recv_fds(self._sock, 1, 1)

@@ -70,9 +70,18 @@ class SlotServer(StreamServer):  # type: ignore[misc]
     def __init__(self, listener: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(listener, *args, **kwargs)
         listener_names[id(listener)] = listener.getsockname()
-        #: serves a connection the master passed in (see :mod:`.rescue_inbox`)
-        self.serve_passed: Callable[[int], None] = _gunicorn.passed_connection_server(self)
+        #: serves a connection the master passed in (see :mod:`.rescue_inbox`); set
+        #: when the server starts, None before (see :meth:`init_socket`)
+        self.serve_passed: Callable[[int], None] | None = None
         servers.append(self)
+
+    def init_socket(self) -> None:
+        """gevent picks the handler here, at ``start()``, not in ``__init__``: with
+        TLS it swaps in ``wrap_socket_and_handle``. What serves a passed connection
+        is captured after that, so a moved connection gets the same handler (TLS
+        included) as one this server accepts."""
+        super().init_socket()
+        self.serve_passed = _gunicorn.passed_connection_server(self)
 
     def busy(self) -> bool:
         """Are connections still in hand?"""
