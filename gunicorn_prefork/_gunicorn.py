@@ -29,6 +29,7 @@ in ``Arbiter.start`` and ``reload``                    address once, not per slo
 ``Arbiter.num_workers``                                :attr:`ArbiterView.num_workers`
 ``Arbiter.systemd``                                    :meth:`ArbiterView.forget_systemd`
 ``Arbiter.worker_class``                               :meth:`ArbiterView.runs_prefork`
+``Arbiter.reexec_pid``, ``master_pid`` (USR2)           :meth:`ArbiterView.shares_slots`
 ``worker.tmp.last_update()`` / ``.fileno()``           :func:`heartbeat`, :func:`heartbeat_fd`
 ``worker.aborted`` (set before a timeout's SIGABRT)    :func:`was_aborted`
 ``worker.age`` (Gunicorn stops the lowest first)       :func:`make_oldest`
@@ -142,6 +143,16 @@ class ArbiterView:
     def spawn_worker(self) -> int | None:
         pid = self.arbiter.spawn_worker()
         return pid if isinstance(pid, int) else None
+
+    def shares_slots(self) -> bool:
+        """A USR2 overlap: this master re-executed a new one that still runs
+        (``reexec_pid``), or it is that new master, not promoted yet (``master_pid``,
+        the old master's pid until ``maybe_promote_master`` clears it)."""
+        return self.started_new_master() or bool(getattr(self.arbiter, "master_pid", 0))
+
+    def started_new_master(self) -> bool:
+        """This master re-executed itself (USR2) and the new master still runs."""
+        return bool(getattr(self.arbiter, "reexec_pid", 0))
 
     def runs_prefork(self) -> bool:
         """Does this arbiter run a worker class of this package?"""

@@ -36,6 +36,7 @@ make it send a closed descriptor, or pop one it never sent).
 from __future__ import annotations
 
 import os
+import posix
 import socket
 import struct
 import weakref
@@ -56,6 +57,35 @@ MOVE_LIMIT = 64
 #: blocking while it boots; an accept that finds the queue emptied by a worker must
 #: never block the master for longer than this.
 ACCEPT_TIMEOUT = struct.pack("ll", 0, 2000)  # 2 ms
+
+
+class Spare:
+    """One descriptor kept in reserve, freed just for a read that receives one.
+
+    A descriptor passed with ``SCM_RIGHTS`` is installed by the kernel at the read;
+    a process at its ``nofile`` limit gets the message with the descriptor cut off
+    (``MSG_CTRUNC``): the connection is gone and its client is reset. Reading only
+    while the reserve is held, freeing it for that one read, guarantees a free slot
+    (as long as nothing else of the process opens one in between)."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+        self.take()
+
+    def take(self) -> bool:
+        """Hold a descriptor again; False at the limit (then do not read)."""
+        if self._fd is None:
+            try:
+                self._fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:  # EMFILE, ENFILE
+                return False
+        return True
+
+    def free(self) -> None:
+        """Give the descriptor back, for the read that follows at once."""
+        if self._fd is not None:
+            posix.close(self._fd)  # at once: gevent 25.8+ patches os.close to defer it
+            self._fd = None
 
 
 @dataclass
@@ -86,7 +116,7 @@ class Channel:
             return False
         return True
 
-    def take_left(self) -> list[tuple[int, socket.socket]]:
+    def take_left(self, spare: Spare | None = None) -> list[tuple[int, socket.socket]]:
         """What no worker read (the master: a retired slot's channel, or one no worker
         serves now). A worker reading at the same time gets each message whole or not
         at all. Never blocks (the worker end is non-blocking in workers too: gevent).
@@ -94,6 +124,10 @@ class Channel:
         left: list[tuple[int, socket.socket]] = []
         self.worker_end.setblocking(False)
         while True:
+            if spare is not None:
+                if not spare.take():  # at the limit: the rest stays, unread
+                    return left
+                spare.free()
             try:
                 data, fds, _, _ = socket.recv_fds(self.worker_end, 1, 1)
             except (BlockingIOError, InterruptedError, OSError):
@@ -119,6 +153,7 @@ def _forget_pending_in_child() -> None:
         for _, conn in rescue.pending:
             conn.close()
         rescue.pending.clear()
+        rescue.spare.free()
 
 
 os.register_at_fork(after_in_child=_forget_pending_in_child)
@@ -140,6 +175,8 @@ class Rescue:
         self._in_main_loop = False
         #: connections moved to another slot since the start
         self.moved = 0
+        #: a descriptor in reserve for reading what workers left unread
+        self.spare = Spare()
 
     # -- the channels ------------------------------------------------------------------
 
@@ -149,6 +186,10 @@ class Rescue:
         if entry is None:
             entry = self._channels[id(slot)] = (slot, Channel.open())
         return entry[1]
+
+    def channel_fds(self) -> list[int]:
+        """The workers' ends of the channels (readable: a message is unread)."""
+        return [channel.worker_end.fileno() for _, channel in list(self._channels.values())]
 
     def closed_in_child(self, slot: Any) -> list[socket.socket]:
         """What a worker for ``slot`` closes after its fork: every end but its own."""
@@ -167,7 +208,7 @@ class Rescue:
             live = {id(slot) for slot in slots}
             for key in [key for key in self._channels if key not in live]:
                 _, channel = self._channels.pop(key)
-                self.pending.extend(channel.take_left())
+                self.pending.extend(channel.take_left(self.spare))
                 channel.close()
                 self._probed.discard(key)
             self._flush(targets)
@@ -185,13 +226,15 @@ class Rescue:
     # -- moving connections ----------------------------------------------------------
 
     def tick(self, stalled: Sequence[Any], targets: Sequence[Any]) -> None:
-        """From the stall watch, on every tick: probe newly stalled slots, move their
-        queues (a slot stalled again after its stall ended is probed again)."""
+        """From the stall watch, on every tick: take back what stalled slots left
+        unread in their channels, probe them, move their queues (a slot stalled
+        again after its stall ended is probed again)."""
         if self._in_main_loop:
             return
         keys = {id(slot) for slot in stalled}
         self._probed &= keys
         for slot in stalled:
+            self._take_back(slot, targets)
             self.probe(slot)
             self.move(slot, targets)
         if not stalled:
@@ -237,13 +280,20 @@ class Rescue:
         meanwhile takes each message or leaves it whole."""
         if self._in_main_loop or not targets:
             return 0
-        entry = self._channels.get(id(source))
-        if entry is not None:
-            unread = entry[1].take_left()
-            self._probed.discard(id(source))
-            self.pending.extend(unread)
-            self.moved += len(unread)
+        self._take_back(source, targets)
         return self.move(source, targets)
+
+    def _take_back(self, source: Any, targets: Sequence[Any]) -> None:
+        """What ``source``'s worker left unread in its channel goes to ``targets``:
+        moved there before it stalled, or it cannot take a descriptor (its ``nofile``
+        limit). A probe taken with them is sent again (by :meth:`probe`)."""
+        entry = self._channels.get(id(source))
+        if entry is None or not targets:
+            return
+        unread = entry[1].take_left(self.spare)
+        self._probed.discard(id(source))
+        self.pending.extend(unread)
+        self.moved += len(unread)
 
     def flush(self, targets: Sequence[Any]) -> bool:
         """Send what is pending; True when nothing is left pending."""

@@ -8,6 +8,16 @@ channel and hands every connection to the server of the listener it came in on
 (the worker was seen stalled) is answered by bumping the slot's progress counter,
 unless the pool is full, which is a stall of its own.
 
+A connection arrives as a descriptor (``SCM_RIGHTS``), which the kernel can only
+install while the worker has a descriptor to spare: at its ``nofile`` limit it cuts
+the descriptor off (``MSG_CTRUNC``) and the client is reset. So the inbox keeps one
+descriptor in reserve, reads only when a message is there, and frees the reserve
+just for that read (nothing else of the worker runs in between: no yield); when it
+cannot take a new reserve (the worker is at its limit) it leaves the channel alone
+until a descriptor frees up. What it leaves there is the master's to move on
+(:meth:`gunicorn_prefork.rescue.Rescue.tick` takes back what a stalled slot left
+unread).
+
 Invariants: the inbox reads only while the worker serves; :meth:`Inbox.stop` (the
 worker stops accepting) closes its socket, so nothing is read after it and a message
 is either handled here or left in the channel for the slot's next worker; a message
@@ -24,7 +34,10 @@ from typing import Any
 import gevent
 import gevent.socket
 
-from .rescue import PROBE
+from .rescue import PROBE, Spare
+
+#: How often an inbox at the worker's descriptor limit looks whether one freed up.
+NO_DESCRIPTOR_RETRY = 0.05
 
 
 class Inbox:
@@ -36,6 +49,9 @@ class Inbox:
         self._on_probe = on_probe
         #: connections served from the channel
         self.received = 0
+        #: descriptors the kernel cut off (should stay 0: the reserve prevents it)
+        self.cut_off = 0
+        self._spare = Spare()
 
     def start(self) -> None:
         gevent.spawn(self._run)
@@ -51,6 +67,7 @@ class Inbox:
         not enough: the kill is delivered by the hub, after such a wake-up.
         """
         self._sock.close()
+        self._spare.free()
 
     def _run(self) -> None:
         # Gunicorn starts the servers before the hub first runs this greenlet; a
@@ -59,11 +76,26 @@ class Inbox:
             gevent.sleep(0.01)
         while True:
             try:
-                data, fds, _, _ = socket.recv_fds(self._sock, 1, 1)
+                self._sock.settimeout(None)
+                if not self._sock.recv(1, socket.MSG_PEEK):  # waits for a message
+                    return
+            except OSError:  # closed by stop()
+                return
+            if not self._spare.take():  # at the limit: leave it in the channel
+                gevent.sleep(NO_DESCRIPTOR_RETRY)
+                continue
+            self._spare.free()  # one descriptor free for this read, no yield until it
+            try:
+                self._sock.settimeout(0.0)  # the message may be gone (the master took it)
+                data, fds, flags, _ = socket.recv_fds(self._sock, 1, 1)
+            except BlockingIOError:
+                continue
             except OSError:  # closed by stop()
                 return
             if not data:
                 return
+            if flags & socket.MSG_CTRUNC:
+                self.cut_off += 1
             self._take(data[0], fds)
 
     def _take(self, index: int, fds: list[int]) -> None:

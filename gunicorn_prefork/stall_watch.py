@@ -21,24 +21,18 @@ worker whose pool is full (``worker_connections``) takes nothing on either and
 counts as stalled too. The master steers new connections away from stalled slots
 (see :func:`gunicorn_prefork.steering.allowed_indices`).
 
-The watch runs from an interval timer (``SIGALRM``) in the master's main thread, so
-it reacts within a few milliseconds even while Gunicorn's loop sleeps (the timer
-is stopped at the master's exit, before the interpreter tears its signal handling
-down), without a thread (no lock a forked child could inherit held, no fork warnings on 3.12+). A
-signal handler can run in the middle of any master code, so :meth:`StallWatch.tick`
-only reads the slots snapshot it was given (an immutable tuple) and its own state,
-never logs, and records what operators should hear in :attr:`StallWatch.events`
-for the main loop to log.
+The watch runs in a thread of the master's own (:mod:`.watch_thread`), which looks
+when a slot's socket has something queued and then every :func:`tick_interval`
+while a stall is possible, and never while nothing waits. It runs under a lock the
+main loop holds while it changes the slots, so :meth:`StallWatch.tick` reads one
+consistent snapshot (an immutable tuple); it never logs, and records what operators
+should hear in :attr:`StallWatch.events` for the main loop to log.
 """
 
 from __future__ import annotations
 
-import atexit
-import os
-import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
 from .progress import ProgressPage
@@ -82,6 +76,9 @@ class StallWatch:
     page: ProgressPage
     #: indices (in the group's order) of the slots stalled right now
     stalled: frozenset[int] = frozenset()
+    #: the last tick saw a queue its worker did not take from, or a stall: look again
+    #: after an interval (an empty queue may need no look until something is queued)
+    busy: bool = False
     events: list[StallEvent] = field(default_factory=list)
     total: int = 0
     _states: dict[int, _SlotState] = field(default_factory=dict)
@@ -89,6 +86,7 @@ class StallWatch:
     def tick(self, now: float, slots: Sequence[WatchedSlot]) -> bool:
         """Look at every slot once; returns whether the stalled set changed."""
         stalled = set()
+        busy = False
         seen = set()
         for index, watched in enumerate(slots):
             if watched.progress is None:
@@ -104,6 +102,7 @@ class StallWatch:
                 state.count, state.since = count, now
                 self._end(watched.number, state, now)
                 continue
+            busy = True
             if now - state.since < self.threshold:
                 continue
             stalled.add(index)
@@ -113,13 +112,22 @@ class StallWatch:
                 self.total += 1
             elif not state.reported and now - state.stalled_at >= REPORT_AFTER:
                 state.reported = True
-                self.events.append(StallEvent("started", watched.number, queued,
+                # the queue it had, not what the rescue left of it
+                self.events.append(StallEvent("started", watched.number, state.queued,
                                               now - state.stalled_at))
         for number in [n for n in self._states if n not in seen]:
             del self._states[number]
         changed = frozenset(stalled) != self.stalled
         self.stalled = frozenset(stalled)
+        self.busy = busy
         return changed
+
+    def quiet(self, until: float) -> None:
+        """Nothing was queued on any slot until ``until`` (the watch slept until a
+        connection was queued): no slot that is not stalled waited before that."""
+        for state in self._states.values():
+            if state.stalled_at is None:
+                state.since = max(state.since, until)
 
     def _end(self, number: int, state: _SlotState, now: float) -> None:
         if state.stalled_at is None:
@@ -135,54 +143,6 @@ class StallWatch:
 
 
 def tick_interval(threshold: float) -> float:
-    """How often the timer looks: a fifth of the threshold, between 2 and 10 ms."""
+    """How often the watch looks while a stall is possible: a fifth of the
+    threshold, between 2 and 10 ms."""
     return max(0.002, min(0.01, threshold / 5))
-
-
-_callback: Callable[[], None] | None = None
-
-
-def _on_alarm(signum: int, frame: FrameType | None) -> None:
-    callback = _callback
-    if callback is None:
-        return
-    try:
-        callback()
-    except Exception:  # never let the watch raise into whatever Gunicorn was doing
-        pass
-
-
-def start_timer(threshold: float, callback: Callable[[], None],
-                on_stop: Callable[[], None] | None = None) -> None:
-    """Call ``callback`` every :func:`tick_interval` seconds (SIGALRM, this process);
-    ``on_stop`` when the timer stops (also at the process's exit).
-
-    Interval timers are not inherited by ``fork()``: workers never get the signal.
-    """
-    global _callback, _stop_registered, _owner, _on_stop
-    _callback = callback
-    _owner = os.getpid()
-    _on_stop = on_stop
-    signal.signal(signal.SIGALRM, _on_alarm)
-    if not _stop_registered:  # a SIGALRM late in the interpreter's exit would kill it
-        atexit.register(stop_timer)
-        _stop_registered = True
-    interval = tick_interval(threshold)
-    signal.setitimer(signal.ITIMER_REAL, interval, interval)
-
-
-_stop_registered = False
-
-
-def stop_timer() -> None:
-    global _callback
-    if os.getpid() != _owner:
-        return  # a worker inherited the atexit registration, not the timer
-    signal.setitimer(signal.ITIMER_REAL, 0, 0)
-    callback, _callback = _callback, None
-    if callback is not None and _on_stop is not None:
-        _on_stop()
-
-
-_owner = 0
-_on_stop: Callable[[], None] | None = None

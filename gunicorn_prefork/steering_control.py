@@ -4,21 +4,27 @@ The master calls :meth:`SteeringControl.steer` from its main loop whenever worke
 change (a worker serves, exits, drains, hands over): it looks at the workers'
 heartbeats, builds the immutable :class:`~gunicorn_prefork.steering.Group` snapshot
 and attaches the program :func:`~gunicorn_prefork.steering.allowed_indices` gives.
-The stall watch's timer (:mod:`gunicorn_prefork.stall_watch`, a SIGALRM handler)
-reads that snapshot between two of the main loop's bytecodes and re-steers when the
-stalled set changes; on every tick it also has :mod:`~gunicorn_prefork.rescue` move
-what is queued on stalled slots and on slots no worker serves now to the slots that
-may take it.
+The stall watch (:mod:`gunicorn_prefork.stall_watch`), run by its own thread
+(:mod:`gunicorn_prefork.watch_thread`) whenever a slot has something queued, reads
+that snapshot and re-steers when the stalled set changes; on every tick it also has
+:mod:`~gunicorn_prefork.rescue` move what is queued on stalled slots and on slots no
+worker serves now to the slots that may take it.
 
-Invariants: the timer never logs and only reads the snapshot; :meth:`_apply` is
-re-entrancy safe (a tick that lands inside the main loop's own ``_apply`` makes that
-call redo its work with the latest state, so the last program attached always
-reflects the latest group and stalls); only slots whose worker has booted are
-watched (early connections still spread over workers that are booting).
+Invariants: a tick and the main loop's :meth:`SteeringControl.steer` never run at
+the same time (both hold :attr:`SteeringControl.lock`; the thread only tries it);
+the watch never logs; only slots whose worker has booted are watched (early
+connections still spread over workers that are booting). While two masters share
+the slots (a USR2 overlap: each slot has a worker of each master accepting from the
+same queue) neither watches stalls, which it could only misread from its own
+workers' counters, and only the new master steers; the old one steers again if the
+new one exits before it.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +37,7 @@ from .rescue import Rescue
 from .retiring import Retirement, queued_on
 from .slots import SlotTable
 from .stall_watch import StallWatch
+from .watch_thread import WatchThread
 
 
 class SteeringControl:
@@ -52,20 +59,79 @@ class SteeringControl:
         self._moved_counted = 0
         self.group: steering.Group | None = None
         self._applying = self._dirty = False
-        self._ticking = False
+        #: held by a tick of the watch and by the main loop while it changes the group
+        self.lock = threading.RLock()
+        self._thread: WatchThread | None = None
+        self._running = False
+        #: a USR2 overlap: another master's workers accept on our slots too
+        self._sharing = self.server.shares_slots()
+        self._stepped_aside = self.server.started_new_master()
+        self._owner = os.getpid()
+        self._summary_at_exit = False
 
     def new_group(self) -> None:
         """A new slot table: nothing attached, nothing known."""
-        self.steerer.reset()
-        self.group = None
+        with self.lock:
+            self.steerer.reset()
+            self.group = None
 
     def watch(self, running: bool) -> None:
-        """Run the stall watch's timer while ``prefork_stall_threshold`` is on."""
-        if self.stalls.threshold > 0 and running:
-            stall_watch.start_timer(self.stalls.threshold, self._on_tick, self._stall_summary)
+        """Run the stall watch while ``prefork_stall_threshold`` is on (and no other
+        master shares the slots)."""
+        self._running = running
+        interval = stall_watch.tick_interval(self.stalls.threshold)
+        if self.stalls.threshold > 0 and running and not self._sharing:
+            if self._thread is None:
+                self._thread = WatchThread(interval, self._on_tick, self._watched_fds,
+                                           self.lock)
+            if not self._summary_at_exit:
+                self._summary_at_exit = True
+                atexit.register(self._stop_at_exit)
+            self._thread.interval = interval
+            self._thread.start()
+            self._thread.wake()
         else:
-            stall_watch.stop_timer()
-            self.stalls.stalled = frozenset()
+            if self._thread is not None:
+                self._thread.stop()
+            with self.lock:
+                self.stalls.stalled = frozenset()
+
+    def _stop_at_exit(self) -> None:
+        """At the master's exit: stop the thread, say how many stalls it saw."""
+        if os.getpid() != self._owner:
+            return  # a worker inherited the registration, not the thread
+        if self._thread is not None:
+            self._thread.stop()
+        if self.stalls.threshold > 0:
+            self._stall_summary()
+
+    def _watched_fds(self) -> list[int]:
+        """What the watch thread sleeps on: every slot's listening sockets (readable
+        when a connection is queued) and the rescue channels (a moved connection
+        unread)."""
+        group = self.group
+        fds = [] if group is None else [
+            listener.fileno() for watched in group.watched for listener in watched.slot.sockets]
+        return fds + self.rescue.channel_fds()
+
+    def _overlap(self) -> None:
+        """From the main loop: has a USR2 overlap started or ended?"""
+        sharing = self.server.shares_slots()
+        stepped_aside = self.server.started_new_master()
+        if stepped_aside != self._stepped_aside:
+            self._stepped_aside = stepped_aside
+            if stepped_aside:
+                self.log.info("a new master shares the slots (USR2): it steers them now")
+            else:
+                self.log.info("the new master is gone: steering the slots again")
+                self.steerer.reset()  # whatever it attached last is not ours
+        if sharing != self._sharing:
+            self._sharing = sharing
+            if sharing:
+                self.log.info("the stall watch pauses while two masters share the slots")
+            else:
+                self.log.info("the stall watch resumes: this master alone serves the slots")
+            self.watch(self._running)
 
     def _update_serving(self) -> tuple[set[int], set[int]]:
         """Look at the staying workers' heartbeats; returns the ids of the slots with a
@@ -90,6 +156,20 @@ class SteeringControl:
         """New connections only to serving slots; plain hashing when all (or none) serve."""
         if not table.slots:
             return
+        self._overlap()
+        with self.lock:
+            allowed = self._steer(table)
+        if self._thread is not None and self._thread.running:
+            self._thread.wake()  # the slots or their sockets may have changed
+        if allowed is None:
+            return
+        if allowed:
+            self.log.debug("new connections go to slot index(es) %s of %d",
+                           list(allowed), len(table.slots))
+        else:
+            self.log.debug("new connections spread over all %d slots", len(table.slots))
+
+    def _steer(self, table: SlotTable) -> tuple[int, ...] | None:
         serving, booted = self._update_serving()
         indices = {id(slot): index for index, slot in enumerate(table.slots)}
         self.progress.keep_only(table.slots)
@@ -107,18 +187,13 @@ class SteeringControl:
                 self.progress.index_for(slot) if id(slot) in booted else None, slot)
                 for index, slot in enumerate(table.slots)))
         self.rescue.keep_only(table.slots, self._takers(self.group))
+        if self._stepped_aside:
+            return None  # the new master steers while it shares the slots with us
         try:
-            allowed = self._apply()
+            return self._apply()
         except OSError as exc:
             self.log.warning("cannot steer connections (%s); the kernel's hash applies", exc)
-            return
-        if allowed is None:
-            return
-        if allowed:
-            self.log.debug("new connections go to slot index(es) %s of %d",
-                           list(allowed), len(table.slots))
-        else:
-            self.log.debug("new connections spread over all %d slots", len(table.slots))
+            return None
 
     def _apply(self) -> tuple[int, ...] | None:
         """Attach the program for the current group and stalls; returns the allowed
@@ -143,19 +218,19 @@ class SteeringControl:
         finally:
             self._applying = False
 
-    def _on_tick(self) -> None:
-        """The stall timer (a signal handler): look at the slots, re-steer on change."""
+    def _on_tick(self, quiet_until: float | None) -> bool:
+        """A tick of the watch thread (under :attr:`lock`): look at the slots,
+        re-steer on change, move what waits; returns whether to look again soon."""
         group = self.group
-        if group is None or self._ticking:
-            return  # (a tick slower than the interval: the next signal comes inside it)
-        self._ticking = True
-        try:
-            self._tick(group)
-        finally:
-            self._ticking = False
+        if group is None:
+            return False
+        if quiet_until is not None:
+            self.stalls.quiet(quiet_until)
+        self._tick(group)
+        return self.stalls.busy or bool(self.rescue.pending)
 
     def _tick(self, group: steering.Group) -> None:
-        if self.stalls.tick(time.monotonic(), group.watched):
+        if self.stalls.tick(time.monotonic(), group.watched) and not self._stepped_aside:
             try:
                 self._apply()
             except OSError:
@@ -174,12 +249,18 @@ class SteeringControl:
 
     def report(self, table: SlotTable | None) -> None:
         """From the main loop: log and count what the stall watch saw."""
-        for event in self.stalls.take_events():
+        with self.lock:
+            events = self.stalls.take_events()
+            group = self.group
+            others = bool(group is not None and group.takers(self.stalls.stalled))
+        for event in events:
             worker = self._worker_on(event.slot_number)
             if event.kind == "started":
-                self.log.warning("worker %s on slot %d takes no connections for %.1fs, "
-                                 "%d queued: new connections go to the other slots",
-                                 worker, event.slot_number, event.seconds, event.queued)
+                where = ("they and new connections go to the other workers" if others
+                         else "they wait for it: no other worker takes connections")
+                self.log.warning("worker %s on slot %d takes no connections for %.1fs "
+                                 "(%d connection(s) queued on it: %s)", worker, event.slot_number,
+                                 event.seconds, event.queued, where)
             elif event.kind == "ended":
                 self.log.info("worker %s on slot %d takes connections again after a "
                               "%.1fs stall", worker, event.slot_number, event.seconds)

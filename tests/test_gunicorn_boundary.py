@@ -86,6 +86,19 @@ def test_arbiter_attributes(arbiter: Any) -> None:
     view.forget_systemd()
     assert view.runs_prefork() is False and arbiter.worker_class is not None
     assert view.cfg is arbiter.cfg and view.log is arbiter.log
+    # a USR2 overlap: reexec() sets reexec_pid (reset when that child is reaped);
+    # a new master has master_pid until maybe_promote_master() clears it
+    assert arbiter.reexec_pid == 0 and arbiter.master_pid == 0
+    assert view.shares_slots() is False and view.started_new_master() is False
+    arbiter.reexec_pid = 12345
+    assert view.shares_slots() is True and view.started_new_master() is True
+    arbiter.reexec_pid, arbiter.master_pid = 0, 12345
+    assert view.shares_slots() is True and view.started_new_master() is False
+    arbiter.master_pid = 0
+    reexec = inspect.getsource(gunicorn.arbiter.Arbiter.reexec)
+    assert "self.reexec_pid = os.fork()" in reexec
+    promote = inspect.getsource(gunicorn.arbiter.Arbiter.maybe_promote_master)
+    assert "self.master_pid = 0" in promote
 
 
 def test_surplus_workers_are_stopped_lowest_age_first() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from gunicorn.config import Config
 
-from gunicorn_prefork import Worker, fork_plan, master, stall_watch
+from gunicorn_prefork import Worker, fork_plan, master
 from gunicorn_prefork.master import Master
 
 EXIT_0 = 0
@@ -109,7 +109,7 @@ def arbiter() -> Iterator[FakeArbiter]:
     _masters[id(fake)] = prefork
     fake.LISTENERS = prefork.create_listeners(fake.cfg, None)
     yield fake
-    stall_watch.stop_timer()
+    prefork.steering.watch(running=False)
     assert prefork.table is not None
     prefork.table.close()
     del _masters[id(fake)]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import textwrap
 
 from gunicorn_prefork import rescue
 from gunicorn_prefork.rescue import Rescue
@@ -207,3 +210,34 @@ def test_a_probe_taken_from_an_unserved_slot_is_sent_again() -> None:
     assert _read(channel) == []
     moves.tick([slot], [])
     assert _read(channel) == [(rescue.PROBE, None)]
+
+
+def test_a_freed_spare_is_free_at_once_also_under_gevents_patched_os_close() -> None:
+    """gevent 25.8+ patches ``os.close`` to close a non-file descriptor only at the
+    loop's next turn: a worker at its ``nofile`` limit then read a moved connection
+    with the descriptor cut off (``MSG_CTRUNC``) although it had freed its spare."""
+    script = textwrap.dedent("""
+        import gevent.monkey
+        gevent.monkey.patch_all()
+        import gevent, os, resource, socket
+        from gunicorn_prefork.rescue import Spare
+        gevent.sleep(0)  # the hub runs, as in a worker
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        spare = Spare()
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        x, y = socket.socketpair()
+        socket.send_fds(a, [b"\\0"], [x.fileno()])
+        held = []
+        while True:
+            try:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                break
+        assert not spare.take() or spare._fd is not None
+        spare.free()
+        _, fds, flags, _ = socket.recv_fds(b, 1, 1)
+        print(len(fds), flags & socket.MSG_CTRUNC)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.stdout.split() == ["1", "0"], result.stdout + result.stderr

@@ -1,0 +1,223 @@
+"""When the master's stall watch looks: a thread of its own, asleep while nothing waits.
+
+Why a thread
+------------
+The watch first ran from an interval timer (``SIGALRM``) in the master's main
+thread. Gunicorn 24+ waits for its next loop turn with
+``SimpleQueue.get(timeout=1.0)``, and on some interpreter builds (pyenv's 3.10-3.12;
+not 3.9, 3.13 or Debian's 3.11) a timed lock wait that signal handlers keep
+interrupting loses its timeout: Gunicorn's loop stopped turning, so a stuck worker
+was never killed at ``timeout`` and a USR2 master was not always promoted. And the
+timer woke an idle master 100-500 times a second. The alternatives weighed:
+
+* keep the timer, but wake Gunicorn's loop (``Arbiter.wakeup``) from it once a
+  second and run it only while something is queued: relies on how each build
+  retries an interrupted wait, still interrupts whatever the master does (Gunicorn's
+  own handlers and hooks included) hundreds of times a second under load;
+* a process of its own holding copies of the slot sockets: no signal and no thread
+  in the master, but one more process to fork, supervise, reap and keep told of
+  every slot change, for the same work;
+* a thread (this module): adds no signal to the master, so none of Gunicorn's waits
+  is interrupted by us, on any build; it sleeps in ``poll()`` on the master's copies
+  of the slot sockets and the rescue channels, which turn readable when a connection
+  is queued or a moved one is unread: **no wake-up while nothing waits**.
+
+Invariants (the costs of a thread, and how they are met)
+-------------------------------------------------------
+* **Never alive across a fork.** A thread alive at ``fork()`` may hold a lock the
+  child inherits held, and Python 3.12+ warns about it. ``os.register_at_fork`` stops
+  the thread before every fork of the master (workers, Gunicorn's USR2 re-exec) and
+  starts it again in the parent, as Gunicorn 27 does with its control-socket thread;
+  a child closes the thread's wake-up pair.
+* **No signal is delivered to it.** A process-directed signal goes to any thread
+  that does not block it; one taken here would leave Gunicorn's main thread asleep
+  in its wait. The thread is created with every signal blocked (it inherits the
+  mask), so all of them reach the main thread as before.
+* **It never waits for the main thread.** A tick runs under ``lock``, which the main
+  loop holds while it changes what a tick reads; the thread only *tries* the lock
+  and looks again one interval later when the main loop holds it, so it cannot
+  deadlock with the main loop, a signal handler or a fork.
+* At most one tick per ``interval``; ``tick`` never raises into the thread.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Optional
+
+#: ``tick(quiet_until)``: ``quiet_until`` is a moment up to which nothing was queued
+#: (the thread slept until then in a poll that any queued connection would have
+#: ended), or None; returns whether to look again one interval later whatever the
+#: sockets say (a stall is open, a connection is pending).
+Tick = Callable[[Optional[float]], bool]  # (a runtime alias: no ``X | None`` on 3.9)
+
+_READABLE = select.POLLIN | select.POLLPRI
+
+
+class WatchThread:
+    """Calls ``tick`` when something is queued, then every ``interval`` while it asks."""
+
+    def __init__(self, interval: float, tick: Tick, fds: Callable[[], Sequence[int]],
+                 lock: threading.RLock, name: str = "gunicorn-prefork-stall-watch") -> None:
+        self.interval = interval
+        self._tick = tick
+        self._fds = fds
+        self._lock = lock
+        self._name = name
+        self._owner = os.getpid()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        #: wake-ups of the thread (polls that ended) since the start, for tests
+        self.wakeups = 0
+
+    # -- the main thread's side ------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> None:
+        """Start the thread with every signal blocked in it (they stay the main
+        thread's); also again after a fork."""
+        global _active
+        if self._thread is not None or os.getpid() != self._owner:
+            return
+        self._stopping = False
+        thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            thread.start()  # the new thread inherits the blocked mask
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        self._thread = thread
+        _active = self
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it (a tick in progress finishes first)."""
+        global _active
+        self._pause()
+        if _active is self:
+            _active = None
+
+    def wake(self) -> None:
+        """Look now: what the thread watches changed (called by the main loop)."""
+        try:
+            self._wake_w.send(b"x")
+        except OSError:  # full: a wake-up is pending anyway; closed: stopped
+            pass
+
+    def close(self) -> None:
+        self.stop()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _pause(self) -> bool:
+        thread = self._thread
+        if thread is None or os.getpid() != self._owner:
+            return False
+        self._stopping = True
+        self.wake()
+        if thread is not threading.current_thread():
+            thread.join()
+        self._thread = None
+        return True
+
+    # -- the thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        keep_looking = False
+        while not self._stopping:
+            quiet_until: float | None = None
+            if not keep_looking:
+                fds = self._watched()
+                if fds is None:  # the main loop holds the lock: look again soon
+                    keep_looking = True
+                    continue
+                self._wait(fds, None)
+                quiet_until = time.monotonic()
+                if self._stopping:
+                    return
+            keep_looking = self._tick_once(quiet_until)
+            self._wait((), self.interval)  # at most one tick per interval
+
+    def _watched(self) -> list[int] | None:
+        if not self._lock.acquire(blocking=False):
+            self._wait((), self.interval)
+            return None
+        try:
+            return [fd for fd in self._fds() if fd >= 0]
+        except Exception:
+            return []
+        finally:
+            self._lock.release()
+
+    def _tick_once(self, quiet_until: float | None) -> bool:
+        if not self._lock.acquire(blocking=False):
+            return True
+        try:
+            return self._tick(quiet_until)
+        except Exception:  # never let the watch end: the next tick tries again
+            return True
+        finally:
+            self._lock.release()
+
+    def _wait(self, fds: Sequence[int], timeout: float | None) -> None:
+        """Until one of ``fds`` is readable (or in error), a wake-up, or ``timeout``."""
+        poller = select.poll()
+        poller.register(self._wake_r, _READABLE)
+        for fd in fds:
+            poller.register(fd, _READABLE)
+        try:
+            events = poller.poll(None if timeout is None else timeout * 1000)
+        except OSError:
+            events = []
+        self.wakeups += 1
+        if any(fd == self._wake_r.fileno() for fd, _ in events):
+            try:
+                while self._wake_r.recv(4096):
+                    pass
+            except OSError:
+                pass
+
+
+#: The thread running in this process, stopped and restarted around every fork.
+_active: WatchThread | None = None
+_paused_for_fork = False
+
+
+def _before_fork() -> None:
+    global _paused_for_fork
+    watch = _active
+    _paused_for_fork = watch is not None and watch._pause()
+
+
+def _after_fork_in_parent() -> None:
+    global _paused_for_fork
+    watch = _active
+    if _paused_for_fork and watch is not None:
+        watch.start()
+    _paused_for_fork = False
+
+
+def _after_fork_in_child() -> None:
+    """A child has no such thread (threads do not survive fork): forget it, close
+    its wake-up pair (a worker must not hold the master's descriptors)."""
+    global _active, _paused_for_fork
+    watch, _active, _paused_for_fork = _active, None, False
+    if watch is not None:
+        watch._thread = None
+        watch._wake_r.close()
+        watch._wake_w.close()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)
