@@ -26,9 +26,10 @@ no connection is left for it to take.
 Invariants: every connection the master accepts (or takes unread from the channel
 of a slot no worker serves now) is either sent (the kernel holds it until a worker
 reads it) or kept in :attr:`Rescue.pending` and sent on the next tick; the master
-never accepts while anything is pending; nothing here logs (it runs from the stall
-watch's signal handler). The one call from the master's main loop,
-:meth:`Rescue.keep_only`, may be interrupted by a tick: the tick's calls then do
+never accepts while anything is pending; nothing here logs (it runs in the stall
+watch's thread). The one call from the master's main loop, :meth:`Rescue.keep_only`,
+never runs at the same time as a tick (both hold the steering lock, see
+:mod:`.steering_control`); should a tick still run inside it, the tick's calls do
 nothing (a tick that sent and closed the connection the main loop was sending would
 make it send a closed descriptor, or pop one it never sent).
 """
@@ -169,9 +170,9 @@ class Rescue:
         self.pending: list[tuple[int, socket.socket]] = []
         self._probed: set[int] = set()
         self._next = 0
-        #: the main loop is inside :meth:`keep_only`: a stall tick (a signal handler
-        #: that may run between any two of its bytecodes) must not touch ``pending``
-        #: or the channels then, and does nothing
+        #: the main loop is inside :meth:`keep_only`: a stall tick must not touch
+        #: ``pending`` or the channels then, and does nothing (a second line behind
+        #: the steering lock)
         self._in_main_loop = False
         #: connections moved to another slot since the start
         self.moved = 0

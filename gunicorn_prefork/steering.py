@@ -106,7 +106,7 @@ def allowed_indices(count: int, serving: Collection[int], draining: Collection[i
 @dataclass(frozen=True)
 class Group:
     """What the master last decided about one SO_REUSEPORT group, as one immutable
-    value (read from a signal handler while the main loop may build the next)."""
+    value (read by the stall watch's thread while the main loop may build the next)."""
 
     count: int
     serving: frozenset[int]

@@ -197,8 +197,9 @@ class SteeringControl:
 
     def _apply(self) -> tuple[int, ...] | None:
         """Attach the program for the current group and stalls; returns the allowed
-        indices when the program changed. The stall timer may run this in the middle
-        of the main loop's own call: that one then redoes it with the latest state."""
+        indices when the program changed. Ticks and the main loop hold the same lock;
+        should a call still land inside another (a signal handler of the main thread),
+        the outer one redoes it with the latest state."""
         if self._applying:
             self._dirty = True
             return None
