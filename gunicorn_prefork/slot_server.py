@@ -7,6 +7,11 @@ prefork worker has it build :class:`SlotServer` instead, which differs in two wa
   ``max_accept = 1`` whenever there is more than one worker, to keep one *shared*
   socket fair between workers; a slot's socket has one worker, and accepting one
   connection per loop turn only leaves the rest waiting in the queue;
+* every connection it takes on (accepted, or passed in by the master) is reported
+  at once, before its handler runs (:attr:`SlotServer.on_take`: the worker bumps its
+  progress counter for the master's stall watch). Counting when the handler starts
+  instead made a worker busy with TLS handshakes, which run before the handler, look
+  stalled (issue 19);
 * closing it runs the worker's stop sequence (:attr:`SlotServer.on_close`), which
   closes every server of the slot at once with :meth:`SlotServer.close_now`: stop
   accepting, accept without waiting what is already queued, close the socket.
@@ -66,6 +71,8 @@ class SlotServer(StreamServer):  # type: ignore[misc]
     #: What ``close()`` runs (the worker sets it to its stop sequence); by default
     #: the server just closes itself.
     on_close: ClassVar[Callable[[], None] | None] = None
+    #: Called for every connection taken on, before its handler (the worker's progress).
+    on_take: ClassVar[Callable[[], None] | None] = None
 
     def __init__(self, listener: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(listener, *args, **kwargs)
@@ -81,7 +88,20 @@ class SlotServer(StreamServer):  # type: ignore[misc]
         is captured after that, so a moved connection gets the same handler (TLS
         included) as one this server accepts."""
         super().init_socket()
-        self.serve_passed = _gunicorn.passed_connection_server(self)
+        serve = _gunicorn.passed_connection_server(self)
+
+        def serve_passed(fd: int) -> None:
+            if SlotServer.on_take is not None:
+                SlotServer.on_take()
+            serve(fd)
+
+        self.serve_passed = serve_passed
+
+    def do_handle(self, *args: Any) -> None:
+        """gevent's hand-off of an accepted connection to its handler (greenlet)."""
+        if SlotServer.on_take is not None:
+            SlotServer.on_take()
+        super().do_handle(*args)
 
     def busy(self) -> bool:
         """Are connections still in hand?"""

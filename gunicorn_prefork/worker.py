@@ -18,10 +18,10 @@ or QUIT sent to the worker, ``max_requests``):
 * on ``max_requests`` it keeps accepting until the master says (SIGTERM) that the
   replacement serves: the slot is never without an accepting worker.
 
-While serving, it bumps its slot's progress counter for every connection it takes on
-(the master's stall watch, :mod:`gunicorn_prefork.stall_watch`), and it dies with its
-master (:mod:`gunicorn_prefork.orphan`). Gunicorn's ``keepalive`` wait for a request
-never cuts one that has arrived (:mod:`gunicorn_prefork.request_wait`).
+While serving, it bumps its slot's progress counter for every connection it takes on,
+as it accepts it (the master's stall watch, :mod:`gunicorn_prefork.stall_watch`), and
+it dies with its master (:mod:`gunicorn_prefork.orphan`). Gunicorn's ``keepalive``
+wait for a request never cuts one that has arrived (:mod:`gunicorn_prefork.request_wait`).
 """
 
 from __future__ import annotations
@@ -153,6 +153,7 @@ class Worker(_gunicorn.GeventWorker):  # type: ignore[misc]
     def run(self) -> None:
         _gunicorn.use_stream_server(SlotServer)
         SlotServer.on_close = self._stop_serving
+        SlotServer.on_take = self._took_one
         plan = fork_plan.received()
         if plan is not None:  # again: --user/--group cleared it
             orphan.die_with(plan.master_pid)
@@ -169,6 +170,11 @@ class Worker(_gunicorn.GeventWorker):  # type: ignore[misc]
     _progress: Any = None
     _progress_index = 0
     _inbox: Inbox | None = None
+
+    def _took_one(self) -> None:
+        """A connection taken on: the master's stall watch sees us move."""
+        if self._progress is not None:
+            self._progress.bump(self._progress_index)
 
     def _answer_probe(self) -> None:
         """The master saw this slot stalled: show that the loop runs (unless the
@@ -190,8 +196,6 @@ class Worker(_gunicorn.GeventWorker):  # type: ignore[misc]
         self._wait_while(slot_server.busy, float(self.cfg.graceful_timeout))
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
-        if self._progress is not None:  # the master's stall watch sees us take it on
-            self._progress.bump(self._progress_index)
         request_wait.serving(client)
         name = listener_names.get(id(listener))
         if name is not None:

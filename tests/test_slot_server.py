@@ -15,6 +15,7 @@ from typing import Any
 
 import gevent
 import gevent.socket
+import gevent.ssl
 import pytest
 
 from gunicorn_prefork import slot_server
@@ -81,7 +82,7 @@ def _in_thread(work: Any) -> list[Any]:
 def test_a_passed_tls_connection_is_served_over_tls(
         certificate: tuple[str, str], no_servers: None) -> None:
     cert, key = certificate
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # cooperative, as in a worker
     context.load_cert_chain(cert, key)
     seen: list[Any] = []
     server = _server({"ssl_context": context}, seen)
@@ -106,7 +107,7 @@ def test_a_passed_tls_connection_is_served_over_tls(
 def test_plaintext_passed_to_a_tls_server_gets_no_cleartext_answer(
         certificate: tuple[str, str], no_servers: None) -> None:
     cert, key = certificate
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # cooperative, as in a worker
     context.load_cert_chain(cert, key)
     seen: list[Any] = []
     server = _server({"ssl_context": context}, seen)
@@ -145,3 +146,28 @@ def test_a_plain_server_serves_a_passed_connection(no_servers: None) -> None:
             return client.recv(100)
 
     assert _in_thread(plain) == [b"HTTP/1.0 200 OK\r\n\r\nhello"]
+
+
+def test_a_connection_counts_as_taken_on_when_accepted_before_its_tls_handshake(
+        certificate: tuple[str, str], no_servers: None) -> None:
+    """The stall watch's progress: a worker busy with TLS handshakes takes connections
+    on (counting when the handler starts, after the handshake, made it look stalled)."""
+    cert, key = certificate
+    context = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # cooperative, as in a worker
+    context.load_cert_chain(cert, key)
+    taken: list[int] = []
+    SlotServer.on_take = lambda: taken.append(1)
+    try:
+        seen: list[Any] = []
+        server = _server({"ssl_context": context}, seen)
+        server.start()
+        silent = socket.create_connection(server.address)  # never says hello
+        client, fd = _passed_connection()
+        assert server.serve_passed is not None
+        server.serve_passed(fd)
+        gevent.sleep(0.2)
+        assert len(taken) == 2 and seen == []  # both taken on, no handler ran yet
+        silent.close()
+        client.close()
+    finally:
+        SlotServer.on_take = None
