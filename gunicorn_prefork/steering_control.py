@@ -64,8 +64,8 @@ class SteeringControl:
         self._thread: WatchThread | None = None
         self._running = False
         #: a USR2 overlap: another master's workers accept on our slots too
-        self._sharing = self.server.shares_slots()
-        self._stepped_aside = self.server.started_new_master()
+        self._sharing = False
+        self._stepped_aside = False
         self._owner = os.getpid()
         self._summary_at_exit = False
 
@@ -79,6 +79,7 @@ class SteeringControl:
         """Run the stall watch while ``prefork_stall_threshold`` is on (and no other
         master shares the slots)."""
         self._running = running
+        self._overlap()
         interval = stall_watch.tick_interval(self.stalls.threshold)
         if self.stalls.threshold > 0 and running and not self._sharing:
             if self._thread is None:
@@ -114,8 +115,9 @@ class SteeringControl:
             listener.fileno() for watched in group.watched for listener in watched.slot.sockets]
         return fds + self.rescue.channel_fds()
 
-    def _overlap(self) -> None:
-        """From the main loop: has a USR2 overlap started or ended?"""
+    def _overlap(self) -> bool:
+        """From the main loop: has a USR2 overlap started or ended? Returns whether
+        this master began or stopped sharing its slots."""
         sharing = self.server.shares_slots()
         stepped_aside = self.server.started_new_master()
         if stepped_aside != self._stepped_aside:
@@ -125,13 +127,14 @@ class SteeringControl:
             else:
                 self.log.info("the new master is gone: steering the slots again")
                 self.steerer.reset()  # whatever it attached last is not ours
-        if sharing != self._sharing:
-            self._sharing = sharing
-            if sharing:
-                self.log.info("the stall watch pauses while two masters share the slots")
-            else:
-                self.log.info("the stall watch resumes: this master alone serves the slots")
-            self.watch(self._running)
+        if sharing == self._sharing:
+            return False
+        self._sharing = sharing
+        if sharing:
+            self.log.info("the stall watch pauses while two masters share the slots")
+        else:
+            self.log.info("the stall watch resumes: this master alone serves the slots")
+        return True
 
     def _update_serving(self) -> tuple[set[int], set[int]]:
         """Look at the staying workers' heartbeats; returns the ids of the slots with a
@@ -156,7 +159,8 @@ class SteeringControl:
         """New connections only to serving slots; plain hashing when all (or none) serve."""
         if not table.slots:
             return
-        self._overlap()
+        if self._overlap():
+            self.watch(self._running)
         with self.lock:
             allowed = self._steer(table)
         if self._thread is not None and self._thread.running:

@@ -236,7 +236,7 @@ def test_a_freed_spare_is_free_at_once_also_under_gevents_patched_os_close() -> 
         assert not spare.take() or spare._fd is not None
         spare.free()
         _, fds, flags, _ = socket.recv_fds(b, 1, 1)
-        print(len(fds), flags & socket.MSG_CTRUNC)
+        print(len(fds), int(flags & socket.MSG_CTRUNC))
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=60, check=False)

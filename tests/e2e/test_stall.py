@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server import Gunicorn, free_port, request, running, wait_for
+from tests.server import Gunicorn, free_port, listeners, request, running, wait_for
 
 PREFORK = 'worker_class = "gunicorn_prefork.Worker"\n'
 BURST = 10       # requests sent at once while the worker is stopped
@@ -159,3 +159,35 @@ def test_no_connection_is_lost_at_a_low_descriptor_limit(tmp_path: Path, worker:
         with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
             outcomes = Counter(pool.map(one, range(2 * CLIENTS)))
     assert outcomes == Counter({"200": 2 * CLIENTS}), (outcomes, server.log()[-3000:])
+
+
+def test_during_a_usr2_overlap_neither_master_watches_stalls(tmp_path: Path) -> None:
+    """Issue 19: in a USR2 overlap a worker of each master accepts on every slot; each
+    master read the other's accepts as its own worker's stall (30-70 stalls and
+    100-400 moved connections per master under load) and both attached programs.
+    Now both pause the watch, the new master steers, and after the old master's exit
+    the promoted one watches again."""
+    port = free_port()
+    with running(tmp_path, config=_config(port)) as server:
+        server.wait_serving(port, 2)
+        old_workers = server.worker_pids()
+        server.signal(signal.SIGUSR2)
+        wait_for(lambda: "adopted 2 slot(s)" in server.log(), what="the new master")
+        new_master = (server.worker_pids() - old_workers).pop()
+        try:
+            wait_for(lambda: len(Path(f"/proc/{new_master}/task/{new_master}/children")
+                                 .read_text().split()) == 2, what="the new workers")
+            for _ in range(20):
+                assert request("127.0.0.1", port)[0] == 200
+            server.signal(signal.SIGTERM)
+            assert server.wait_exit(20) == 0
+            wait_for(lambda: "Master has been promoted." in server.log(), what="promotion")
+            wait_for(lambda: f"[{new_master}] [INFO] prefork: the stall watch resumes"
+                     in server.log(), what="the promoted master watching again")
+        finally:
+            os.kill(new_master, signal.SIGTERM)
+            wait_for(lambda: listeners(port) == 0, what="the new master gone")
+    log = server.log()
+    for pid in (server.pid, new_master):
+        assert f"[{pid}] [INFO] prefork: the stall watch pauses while two masters" in log, log
+    assert f"[{server.pid}] [INFO] prefork: a new master shares the slots (USR2)" in log, log
