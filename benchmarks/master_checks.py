@@ -12,7 +12,7 @@
 ``tls``      wrk over HTTPS, ``Connection: close``, c32 for 8 s, with no stall and with
              one worker SIGSTOPped 3 s: requests and socket errors
 ``nofile``   ``nofile`` 64 per process, 150 clients x 2 requests of 2 s: outcomes
-``overlap``  wrk (close, c16) through a USR2 overlap of 6 s: each master's stall
+``overlap``  wrk (close, ``--conns``) through a USR2 overlap of 6 s: each master's stall
              watch summary (stalls, moved connections)
 ===========  =====================================================================
 
@@ -224,7 +224,7 @@ def check_tls(tmp: Path, variant: str, args: argparse.Namespace) -> None:
                 time.sleep(3)
                 os.kill(victim, signal.SIGCONT)
             text = _wrk_text(load)
-            stalls = stall_summary(server.log()) if variant == "prefork" else None
+        stalls = stall_summary(server.log()) if variant == "prefork" else None
         server_stalls = "" if stalls is None else f"; stalls {stalls[0]}, moved {stalls[1]}"
         _say("tls", variant, f"{'one worker stopped 3 s' if stop else 'no stall'}: "
              f"{text}{server_stalls}")
@@ -268,7 +268,7 @@ def check_overlap(tmp: Path, variant: str, args: argparse.Namespace) -> None:
         return
     port = free_port()
     with _server(tmp, variant, port, "--log-level", "info") as server:
-        load = _wrk(port, 12, 16)
+        load = _wrk(port, 12, args.conns)
         time.sleep(2)
         before = set(children(server.pid))
         server.signal(signal.SIGUSR2)
@@ -301,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=10.0, help="idle check seconds (10)")
     parser.add_argument("--idle-before-timeout", type=float, default=32.0)
     parser.add_argument("--rounds", type=int, default=10, help="usr2 rounds (10)")
+    parser.add_argument("--conns", type=int, default=64, help="overlap: wrk connections (64)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="master-checks-") as tmp:
         for check in args.checks:

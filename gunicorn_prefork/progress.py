@@ -3,10 +3,10 @@
 The master maps one anonymous shared page before it forks any worker (so every
 worker inherits the same memory) and gives each slot one counter (an *index*,
 handed to the worker in its :class:`~gunicorn_prefork.fork_plan.ChildPlan`). A
-worker bumps its slot's counter for every connection it takes on (as it accepts it),
-from its event loop: the counter stops moving when the loop stalls or the worker's pool is
-full (it stops accepting), and costs nothing while the worker is idle (no extra
-wake-ups). The master only reads.
+worker bumps its slot's counter for every connection it takes on (as it accepts it
+and as its handler starts), from its event loop: the counter stops moving when the
+loop stalls or the worker's pool is full (it stops accepting), and costs nothing
+while the worker is idle (no extra wake-ups). The master only reads.
 
 Invariants: an index belongs to at most one slot at a time (freed when the slot is
 retired); counters wrap at 2**64; readers only compare for equality.

@@ -9,9 +9,9 @@ prefork worker has it build :class:`SlotServer` instead, which differs in two wa
   connection per loop turn only leaves the rest waiting in the queue;
 * every connection it takes on (accepted, or passed in by the master) is reported
   at once, before its handler runs (:attr:`SlotServer.on_take`: the worker bumps its
-  progress counter for the master's stall watch). Counting when the handler starts
-  instead made a worker busy with TLS handshakes, which run before the handler, look
-  stalled (issue 19);
+  progress counter for the master's stall watch; it bumps it again when the handler
+  starts, after a TLS handshake). Counting only when the handler starts made a
+  worker whose handlers wait for TLS handshakes look stalled (issue 19);
 * closing it runs the worker's stop sequence (:attr:`SlotServer.on_close`), which
   closes every server of the slot at once with :meth:`SlotServer.close_now`: stop
   accepting, accept without waiting what is already queued, close the socket.

@@ -19,9 +19,10 @@ or QUIT sent to the worker, ``max_requests``):
   replacement serves: the slot is never without an accepting worker.
 
 While serving, it bumps its slot's progress counter for every connection it takes on,
-as it accepts it (the master's stall watch, :mod:`gunicorn_prefork.stall_watch`), and
-it dies with its master (:mod:`gunicorn_prefork.orphan`). Gunicorn's ``keepalive``
-wait for a request never cuts one that has arrived (:mod:`gunicorn_prefork.request_wait`).
+as it accepts it and as its handler starts (the master's stall watch,
+:mod:`gunicorn_prefork.stall_watch`), and it dies with its master
+(:mod:`gunicorn_prefork.orphan`). Gunicorn's ``keepalive`` wait for a request never
+cuts one that has arrived (:mod:`gunicorn_prefork.request_wait`).
 """
 
 from __future__ import annotations
@@ -196,6 +197,7 @@ class Worker(_gunicorn.GeventWorker):  # type: ignore[misc]
         self._wait_while(slot_server.busy, float(self.cfg.graceful_timeout))
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        self._took_one()  # its handler starts: also progress (after a TLS handshake)
         request_wait.serving(client)
         name = listener_names.get(id(listener))
         if name is not None:
