@@ -269,6 +269,7 @@ class SteeringControl:
             elif event.kind == "ended":
                 self.log.info("worker %s on slot %d takes connections again after a "
                               "%.1fs stall", worker, event.slot_number, event.seconds)
+                continue  # counted when it started
             self._metric("gunicorn.prefork.stalls", 1)
         if self.rescue.moved > self._moved_counted:
             self._metric("gunicorn.prefork.moved", self.rescue.moved - self._moved_counted)

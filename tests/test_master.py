@@ -260,3 +260,18 @@ def test_a_crashed_slots_replacement_gets_the_back_off_as_boot_delay(
     prefork.steer()
     assert prefork.steerer.current == (1, 2)
     assert any("replaces crashed worker" in line for line in arbiter.log.lines)
+
+
+def test_a_long_stall_is_counted_once_in_statsd(arbiter: FakeArbiter) -> None:
+    """A stall over 1 s gave a "started" and an "ended" event: statsd counted it twice
+    while the exit summary counted it once."""
+    from gunicorn_prefork.stall_watch import StallEvent
+
+    counted: list[tuple[str, int]] = []
+    arbiter.log.increment = lambda name, value: counted.append((name, value))  # type: ignore[attr-defined]
+    control = plugin(arbiter).steering
+    control.stalls.events.extend([StallEvent("started", 0, 3, 1.0),
+                                  StallEvent("ended", 0, 3, 1.2),
+                                  StallEvent("short", 1, 1, 0.05)])
+    control.report(None)
+    assert counted == [("gunicorn.prefork.stalls", 1), ("gunicorn.prefork.stalls", 1)]
