@@ -162,9 +162,11 @@ class SteeringControl:
         if self._overlap():
             self.watch(self._running)
         with self.lock:
+            before = self.group
             allowed = self._steer(table)
-        if self._thread is not None and self._thread.running:
-            self._thread.wake()  # the slots or their sockets may have changed
+            changed = self.group != before
+        if changed and self._thread is not None and self._thread.running:
+            self._thread.wake()  # what it watches changed: look at the new slots
         if allowed is None:
             return
         if allowed:
