@@ -116,11 +116,14 @@ def check_usr2(tmp: Path, variant: str, args: argparse.Namespace) -> None:
     pidfile = tmp / f"{variant}.pid"
     config = f'pidfile = "{pidfile}"\n'
     waits: list[float] = []
-    missed = 0
+    missed = gone_masters = 0
     with _server(tmp, variant, port, config=config) as server:
         master = server.pid
         try:
             for _ in range(args.rounds):
+                if not _alive(master):
+                    gone_masters += 1
+                    break
                 os.kill(master, signal.SIGUSR2)
                 second = Path(f"{pidfile}.2")
                 if not _wait(lambda: _pid_in(second) is not None, 20):  # noqa: B023
@@ -143,8 +146,9 @@ def check_usr2(tmp: Path, variant: str, args: argparse.Namespace) -> None:
                 os.kill(master, signal.SIGTERM)
             _wait(lambda: not _alive(master), 20)
     worst = f"{max(waits):.2f}" if waits else "-"
-    _say("usr2", variant, f"promoted {len(waits)} of {args.rounds} "
-         f"(missed {missed}); slowest promotion {worst} s after the old master exited")
+    died = ", the master died" if gone_masters else ""
+    _say("usr2", variant, f"promoted {len(waits)} of {args.rounds} (missed {missed}{died}); "
+         f"slowest promotion {worst} s after the old master exited")
 
 
 def _pid_in(path: Path) -> int | None:
