@@ -144,8 +144,7 @@ class Master:
                       len(self.table.slots), self.table.describe())
         self.slots.clear()
         self.retirement.clear()
-        self.steerer.reset()  # a new group: no program attached yet
-        self.steering.new_group()
+        self.steering.new_group()  # a new group: no program attached yet
         self.steering.watch(running=True)
         return self.table.listeners()
 
