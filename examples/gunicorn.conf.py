@@ -13,7 +13,7 @@ prefork_reuseport = True
 
 # Recovery threshold (fasthttp's RecoverThreshold): halt the master when more than
 # this many worker crashes happen within prefork_recover_window seconds.
-# prefork_recover_threshold = 2     # default: max(1, workers // 2); 0 = never halt
+# prefork_recover_threshold = 6     # default: max(5, 2 * workers); 0 = never halt
 # prefork_recover_window = 60       # 0 = over the master's whole life
 # prefork_recover_interval = 0      # seconds before a crashed worker's replacement
 # prefork_count_timeouts = False    # count worker timeouts as crashes

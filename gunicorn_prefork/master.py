@@ -107,8 +107,11 @@ class Master:
             self.log.warning("prefork_reuseport changed to %s: this takes effect on a "
                              "restart (USR2 or stop/start); keeping %s",
                              new.reuseport, self.reuseport)
+        changed = settings_mod.changes(self.settings, new)
         self.settings = new
         self.log = PluginLog(new.logger or self.server.log)
+        if changed:
+            self.log.info("settings changed on reload: %s", "; ".join(changed))
         self.warn_unknown_settings()
         self.recovery.configure(new.recover_threshold, new.recover_window)
         if self.reuseport:

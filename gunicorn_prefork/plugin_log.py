@@ -24,11 +24,12 @@ class LoggerLike(Protocol):
     def error(self, msg: str, *args: object) -> None: ...
 
 
-def import_path(path: str) -> object:
-    """``package.module.name`` or ``package.module:name`` to the object it names."""
+def import_path(path: str, example: str = "package.module.logger") -> object:
+    """``package.module.name`` or ``package.module:name`` to the object it names;
+    ``example`` shows the expected shape in the error."""
     module_name, sep, attr = path.strip().replace(":", ".").rpartition(".")
     if not sep or not module_name or not attr:
-        raise ValueError(f"{path!r} is not a dotted path like 'package.module.logger'")
+        raise ValueError(f"{path!r} is not a dotted path like {example!r}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -19,6 +19,7 @@ setting, the value and where it came from. Names that look like ours but are not
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -89,13 +90,25 @@ def _parse_logger(value: object) -> LoggerLike | None:
     return resolve_logger(value)
 
 
-def _parse_hook(value: object) -> Callable[..., object] | None:
-    if value is None:
-        return None
-    target = import_path(value) if isinstance(value, str) else value
-    if not callable(target):
-        raise ValueError("expected a function (or a dotted path to one)")
-    return target
+def _hook(*parameters: str) -> Callable[[object], Callable[..., object] | None]:
+    """A hook's parser: a function (or a dotted path to one) that can be called with
+    ``parameters``, checked here rather than failing when the hook runs."""
+    def parse(value: object) -> Callable[..., object] | None:
+        if value is None:
+            return None
+        target = (import_path(value, "package.module.function") if isinstance(value, str)
+                  else value)
+        if not callable(target):
+            raise ValueError("expected a function (or a dotted path to one)")
+        try:
+            inspect.signature(target).bind(*parameters)
+        except TypeError:
+            raise ValueError(f"expected a function called as "
+                             f"f({', '.join(parameters)})") from None
+        except ValueError:  # no signature to read (a builtin): trust it
+            pass
+        return target
+    return parse
 
 
 @dataclass(frozen=True)
@@ -134,9 +147,9 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("prefork_logger", _parse_logger,
           "Logger for the plugin's messages: an object with debug/info/warning/error "
           "or a dotted import path; None = Gunicorn's error log."),
-    _Spec("prefork_on_ready", _parse_hook,
+    _Spec("prefork_on_ready", _hook("server", "workers"),
           "Called as on_ready(server, workers) once all initial workers are serving."),
-    _Spec("prefork_on_recover", _parse_hook,
+    _Spec("prefork_on_recover", _hook("server", "old_worker", "new_worker"),
           "Called as on_recover(server, old_worker, new_worker) after a crashed worker "
           "was replaced."),
 )
@@ -214,3 +227,10 @@ def unknown_names(cfg: Any, environ: Mapping[str, str] | None = None
 def effective_values(loaded: PreforkSettings) -> dict[str, object]:
     """Every setting's name and the value in force (``--print-config``)."""
     return {spec.name: getattr(loaded, spec.field) for spec in SPECS}
+
+
+def changes(old: PreforkSettings, new: PreforkSettings) -> list[str]:
+    """``name old -> new`` for each setting a reload (HUP) changed."""
+    before, after = effective_values(old), effective_values(new)
+    return [f"{name} {before[name]!r} -> {after[name]!r}" for name in after
+            if after[name] != before[name]]

@@ -110,3 +110,44 @@ def test_effective_values_name_every_setting(config_module: types.ModuleType) ->
     assert list(values) == [spec.name for spec in settings.SPECS]
     assert values["prefork_recover_threshold"] == 8
     assert values["prefork_reuseport"] is True
+
+
+def _one_argument(x: object) -> None:
+    """A hook with the wrong number of parameters."""
+
+
+def _ready(server: object, workers: object) -> None:
+    """A hook as documented."""
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("prefork_on_ready", "hello", "not a dotted path like 'package.module.function'"),
+    ("prefork_on_ready", _one_argument, "expected a function called as f(server, workers)"),
+    ("prefork_on_recover", _ready,
+     "expected a function called as f(server, old_worker, new_worker)"),
+    ("prefork_on_ready", 3, "expected a function"),
+])
+def test_a_hook_is_checked_where_its_value_is(config_module: types.ModuleType, name: str,
+                                              value: object, expected: str) -> None:
+    """A hook's signature is checked with the settings (``--check-config`` and at
+    start), not when the hook first runs ("prefork_on_ready raised TypeError")."""
+    setattr(config_module, name, value)
+    with pytest.raises(SettingError) as caught:
+        settings.load(_cfg(), environ={})
+    assert str(caught.value).startswith(f"invalid {name} = {value!r}")
+    assert expected in str(caught.value)
+
+
+def test_hooks_that_fit_are_taken(config_module: types.ModuleType) -> None:
+    config_module.prefork_on_ready = _ready
+    config_module.prefork_on_recover = lambda server, *workers: None
+    loaded = settings.load(_cfg(), environ={})
+    assert loaded.on_ready is _ready and loaded.on_recover is not None
+
+
+def test_a_reload_names_what_it_changed(config_module: types.ModuleType) -> None:
+    old = settings.load(_cfg(workers=4), environ={})
+    config_module.prefork_stall_threshold = 0.05
+    new = settings.load(_cfg(workers=4), environ={})
+    assert settings.changes(old, new) == ["prefork_stall_threshold 0.01 -> 0.05"]
+    assert settings.changes(new, new) == []
