@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import _gunicorn, fork_plan, handover
+from . import _gunicorn, fork_plan, handover, watch_thread
 from . import settings as settings_mod
 from .assignment import SlotAssignment
 from .boot_watch import BootWatch
@@ -192,6 +192,7 @@ class Master:
         finally:
             fork_plan.disarm()
             self.server.listeners = shared
+            watch_thread.resume_after_fork()  # the fork stopped the stall watch
         if not isinstance(pid, int):
             return pid
         worker = self.server.workers().get(pid)

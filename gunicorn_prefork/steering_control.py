@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import _gunicorn, stall_watch, steering
+from . import _gunicorn, stall_watch, steering, watch_thread
 from .assignment import SlotAssignment
 from .boot_watch import BootWatch
 from .progress import ProgressPage
@@ -159,6 +159,7 @@ class SteeringControl:
         """New connections only to serving slots; plain hashing when all (or none) serve."""
         if not table.slots:
             return
+        watch_thread.resume_after_fork()  # a fork other than a worker's (USR2)
         if self._overlap():
             self.watch(self._running)
         with self.lock:

@@ -26,9 +26,10 @@ Invariants (the costs of a thread, and how they are met)
 -------------------------------------------------------
 * **Never alive across a fork.** A thread alive at ``fork()`` may hold a lock the
   child inherits held, and Python 3.12+ warns about it. ``os.register_at_fork`` stops
-  the thread before every fork of the master (workers, Gunicorn's USR2 re-exec) and
-  starts it again in the parent, as Gunicorn 27 does with its control-socket thread;
-  a child closes the thread's wake-up pair.
+  the thread before every fork of the master (workers, Gunicorn's USR2 re-exec), as
+  Gunicorn 27 does with its control-socket thread; the master starts it again with
+  :func:`resume_after_fork` once the fork returned (right after forking a worker, and
+  at its next loop turn); a child closes the thread's wake-up pair.
 * **No signal is delivered to it.** A process-directed signal goes to any thread
   that does not block it; one taken here would leave Gunicorn's main thread asleep
   in its wait. The thread is created with every signal blocked (it inherits the
@@ -128,6 +129,7 @@ class WatchThread:
         self.wake()
         if thread is not threading.current_thread():
             thread.join()
+            _until_gone(thread.native_id)
         self._thread = None
         return True
 
@@ -189,6 +191,17 @@ class WatchThread:
                 pass
 
 
+def _until_gone(native_id: int | None, limit: float = 0.1) -> None:
+    """Until the OS thread has exited, not only its Python side: before 3.13,
+    ``join()`` returns a moment earlier, and Python 3.12 counts the process's threads
+    in ``/proc`` for its fork warning."""
+    if native_id is None:
+        return
+    deadline = time.monotonic() + limit
+    while os.path.exists(f"/proc/self/task/{native_id}") and time.monotonic() < deadline:
+        time.sleep(0.0002)
+
+
 #: The thread running in this process, stopped and restarted around every fork.
 _active: WatchThread | None = None
 _paused_for_fork = False
@@ -200,12 +213,16 @@ def _before_fork() -> None:
     _paused_for_fork = watch is not None and watch._pause()
 
 
-def _after_fork_in_parent() -> None:
+def resume_after_fork() -> None:
+    """In the parent, after a fork: start the thread the fork stopped. Called by the
+    master right after it forked a worker, and from its next loop turn (any other
+    fork: Gunicorn's USR2 re-exec). Not from an ``after_in_parent`` fork hook:
+    Python 3.12+ count the threads for their fork warning after those hooks ran."""
     global _paused_for_fork
     watch = _active
-    if _paused_for_fork and watch is not None:
+    if _paused_for_fork and watch is not None and os.getpid() == watch._owner:
+        _paused_for_fork = False
         watch.start()
-    _paused_for_fork = False
 
 
 def _after_fork_in_child() -> None:
@@ -219,5 +236,4 @@ def _after_fork_in_child() -> None:
         watch._wake_w.close()
 
 
-os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
-                    after_in_child=_after_fork_in_child)
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
