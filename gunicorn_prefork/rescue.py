@@ -83,10 +83,18 @@ class Spare:
         return True
 
     def free(self) -> None:
-        """Give the descriptor back, for the read that follows at once."""
+        """Give the descriptor back."""
         if self._fd is not None:
             posix.close(self._fd)  # at once: gevent 25.8+ patches os.close to defer it
             self._fd = None
+
+    def room_for_one(self) -> bool:
+        """Free one descriptor for the read that follows at once (nothing may open
+        one in between); False at the limit: do not read."""
+        if not self.take():
+            return False
+        self.free()
+        return True
 
 
 @dataclass
@@ -125,10 +133,8 @@ class Channel:
         left: list[tuple[int, socket.socket]] = []
         self.worker_end.setblocking(False)
         while True:
-            if spare is not None:
-                if not spare.take():  # at the limit: the rest stays, unread
-                    return left
-                spare.free()
+            if spare is not None and not spare.room_for_one():
+                return left  # at the limit: the rest stays, unread
             try:
                 data, fds, _, _ = socket.recv_fds(self.worker_end, 1, 1)
             except (BlockingIOError, InterruptedError, OSError):

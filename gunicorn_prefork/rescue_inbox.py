@@ -81,10 +81,10 @@ class Inbox:
                     return
             except OSError:  # closed by stop()
                 return
-            if not self._spare.take():  # at the limit: leave it in the channel
+            if not self._spare.room_for_one():  # at the limit: leave it in the channel
                 gevent.sleep(NO_DESCRIPTOR_RETRY)
                 continue
-            self._spare.free()  # one descriptor free for this read, no yield until it
+            # one descriptor free for this read: no yield until it
             try:
                 self._sock.settimeout(0.0)  # the message may be gone (the master took it)
                 data, fds, flags, _ = socket.recv_fds(self._sock, 1, 1)
