@@ -26,9 +26,9 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
+import contextlib
 import os
 import platform
-import re
 import signal
 import socket
 import subprocess
@@ -40,9 +40,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .masterlog import stall_summary
-from .procfs import children, cpu_seconds
+from .procfs import alive, children, cpu_seconds
 from .servers import GEVENT, GUNICORN, HOST, PREFORK, Server, free_port, gunicorn_version
-from .wrk import parse_wrk
+from .wrk import parse_wrk, socket_errors_text, wrk_command
 
 TEST_APPS = Path(__file__).resolve().parent.parent / "tests" / "apps"
 VARIANTS = {"prefork": PREFORK, "gevent": GEVENT}
@@ -71,7 +71,7 @@ def _switches(pid: int) -> int:
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
             for line in Path(f"/proc/{pid}/task/{task}/status").read_text().splitlines():
-                if line.endswith("ctxt_switches:") is False and "ctxt_switches" in line:
+                if "ctxt_switches" in line:  # voluntary and nonvoluntary
                     total += int(line.split()[1])
         except OSError:
             pass
@@ -121,7 +121,7 @@ def check_usr2(tmp: Path, variant: str, args: argparse.Namespace) -> None:
         master = server.pid
         try:
             for _ in range(args.rounds):
-                if not _alive(master):
+                if not alive(master):
                     gone_masters += 1
                     break
                 os.kill(master, signal.SIGUSR2)
@@ -132,7 +132,7 @@ def check_usr2(tmp: Path, variant: str, args: argparse.Namespace) -> None:
                 new = int(second.read_text())
                 time.sleep(2.5)  # its workers boot
                 os.kill(master, signal.SIGTERM)
-                if not _wait(lambda: not _alive(master), 30):  # noqa: B023
+                if not _wait(lambda: not alive(master), 30):  # noqa: B023
                     missed += 1
                     break
                 gone = time.monotonic()
@@ -142,9 +142,9 @@ def check_usr2(tmp: Path, variant: str, args: argparse.Namespace) -> None:
                     missed += 1
                 master = new
         finally:
-            with _suppress():
+            with contextlib.suppress(OSError):
                 os.kill(master, signal.SIGTERM)
-            _wait(lambda: not _alive(master), 20)
+            _wait(lambda: not alive(master), 20)
     worst = f"{max(waits):.2f}" if waits else "-"
     died = ", the master died" if gone_masters else ""
     _say("usr2", variant, f"promoted {len(waits)} of {args.rounds} (missed {missed}{died}); "
@@ -156,22 +156,6 @@ def _pid_in(path: Path) -> int | None:
         return int(path.read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-@contextmanager
-def _suppress() -> Iterator[None]:
-    try:
-        yield
-    except OSError:
-        pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def _wait(predicate: Callable[[], bool], seconds: float) -> bool:
@@ -187,21 +171,19 @@ def _wait(predicate: Callable[[], bool], seconds: float) -> bool:
 
 
 def _wrk(port: int, seconds: int, conns: int, scheme: str = "http") -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        ["wrk", "-H", "Connection: close", "-d", f"{seconds}s", "-c", str(conns), "-t", "2",
-         "--timeout", "10s", f"{scheme}://{HOST}:{port}/"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = wrk_command(port, duration=seconds, conns=conns, threads=2,
+                          headers=["Connection: close"], timeout=10, scheme=scheme)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
 
 
 def _wrk_text(proc: subprocess.Popen[str]) -> str:
     out, _ = proc.communicate(timeout=60)
     result = parse_wrk(out)
-    errors = re.search(r"Socket errors: (.*)", out)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    total = re.search(r"(\d+) requests in", out)
-    return (f"{total.group(1) if total else '?'} requests, {result.rps or 0:.0f} req/s, "
-            f"errors: {errors.group(1) if errors else 'none'}"
-            f"{f', non-2xx {non2xx.group(1)}' if non2xx else ''}")
+    non2xx = f", non-2xx {result.non_2xx_3xx}" if result.non_2xx_3xx else ""
+    return (f"{result.requests if result.requests is not None else '?'} requests, "
+            f"{result.rps or 0:.0f} req/s, "
+            f"errors: {socket_errors_text(result) or 'none'}{non2xx}")
 
 
 def check_tls(tmp: Path, variant: str, args: argparse.Namespace) -> None:
@@ -284,7 +266,7 @@ def check_overlap(tmp: Path, variant: str, args: argparse.Namespace) -> None:
         text = _wrk_text(load)
         log = server.log()
         os.kill(new_master, signal.SIGTERM)
-        _wait(lambda: not _alive(new_master), 20)
+        _wait(lambda: not alive(new_master), 20)
     log = server.log()
     per_master = {}
     for pid in (server.pid, new_master):
