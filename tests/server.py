@@ -177,6 +177,14 @@ class Gunicorn:
         except FileNotFoundError:
             return set()
 
+    def usr2(self, slots: int) -> int:
+        """USR2 to the master; once the new master adopted ``slots`` slots, its pid
+        (the master's child that is none of its workers)."""
+        workers = self.worker_pids()
+        self.signal(signal.SIGUSR2)
+        wait_for(lambda: f"adopted {slots} slot(s)" in self.log(), what="the new master")
+        return (self.worker_pids() - workers).pop()
+
     def wait_serving(self, port: int, workers: int, host: str = "127.0.0.1",
                      timeout: float = 20.0, tls: bool = False) -> None:
         """Until ``workers`` listeners exist on the port and as many workers answer."""
@@ -210,6 +218,12 @@ class Gunicorn:
             self.proc.kill()
             self.proc.wait(5)
         self._log.close()
+
+
+def wait_children(pid: int, count: int, what: str = "") -> None:
+    """Until process ``pid`` has ``count`` live children (a master's workers)."""
+    wait_for(lambda: len(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+             == count, what=what or f"{count} children of {pid}")
 
 
 @contextlib.contextmanager

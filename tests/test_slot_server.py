@@ -23,12 +23,16 @@ from gunicorn_prefork.slot_server import SlotServer
 
 
 @pytest.fixture
-def certificate(tmp_path: Path, openssl: str) -> tuple[str, str]:
+def tls_context(tmp_path: Path, openssl: str) -> gevent.ssl.SSLContext:
+    """A server-side TLS context with a fresh certificate; gevent's, cooperative as
+    in a worker."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True)
-    return str(cert), str(key)
+    context = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    return context
 
 
 @pytest.fixture
@@ -80,12 +84,9 @@ def _in_thread(work: Any) -> list[Any]:
 
 
 def test_a_passed_tls_connection_is_served_over_tls(
-        certificate: tuple[str, str], no_servers: None) -> None:
-    cert, key = certificate
-    context = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # cooperative, as in a worker
-    context.load_cert_chain(cert, key)
+        tls_context: gevent.ssl.SSLContext, no_servers: None) -> None:
     seen: list[Any] = []
-    server = _server({"ssl_context": context}, seen)
+    server = _server({"ssl_context": tls_context}, seen)
     assert server.serve_passed is None  # not started: no handler to capture yet
     server.start()
     assert server.serve_passed is not None
@@ -105,12 +106,9 @@ def test_a_passed_tls_connection_is_served_over_tls(
 
 
 def test_plaintext_passed_to_a_tls_server_gets_no_cleartext_answer(
-        certificate: tuple[str, str], no_servers: None) -> None:
-    cert, key = certificate
-    context = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # cooperative, as in a worker
-    context.load_cert_chain(cert, key)
+        tls_context: gevent.ssl.SSLContext, no_servers: None) -> None:
     seen: list[Any] = []
-    server = _server({"ssl_context": context}, seen)
+    server = _server({"ssl_context": tls_context}, seen)
     server.start()
     client, fd = _passed_connection()
     assert server.serve_passed is not None
@@ -149,17 +147,14 @@ def test_a_plain_server_serves_a_passed_connection(no_servers: None) -> None:
 
 
 def test_a_connection_counts_as_taken_on_when_accepted_before_its_tls_handshake(
-        certificate: tuple[str, str], no_servers: None) -> None:
+        tls_context: gevent.ssl.SSLContext, no_servers: None) -> None:
     """The stall watch's progress: a worker busy with TLS handshakes takes connections
     on (counting when the handler starts, after the handshake, made it look stalled)."""
-    cert, key = certificate
-    context = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # cooperative, as in a worker
-    context.load_cert_chain(cert, key)
     taken: list[int] = []
     SlotServer.on_take = lambda: taken.append(1)
     try:
         seen: list[Any] = []
-        server = _server({"ssl_context": context}, seen)
+        server = _server({"ssl_context": tls_context}, seen)
         server.start()
         silent = socket.create_connection(server.address)  # never says hello
         client, fd = _passed_connection()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.load import Load
-from tests.server import free_port, listeners, request, running, wait_for
+from tests.server import free_port, listeners, request, running, wait_children, wait_for
 
 PREFORK = 'worker_class = "gunicorn_prefork.Worker"\n'
 MODES = [pytest.param(False, id="close"), pytest.param(True, id="keepalive")]
@@ -94,12 +94,9 @@ def test_usr2_then_stop_the_old_master(tmp_path: Path, keepalive: bool,
         old_workers = server.worker_pids()
         load = Load(port, concurrency=16, keepalive=keepalive).start()
         time.sleep(1)
-        server.signal(signal.SIGUSR2)
-        wait_for(lambda: "adopted 3 slot(s)" in server.log(), what="new master")
-        new_master = (server.worker_pids() - old_workers).pop()
+        new_master = server.usr2(3)
         try:
-            wait_for(lambda: len(Path(f"/proc/{new_master}/task/{new_master}/children")
-                                 .read_text().split()) == 3, what="new workers")
+            wait_children(new_master, 3, what="new workers")
             time.sleep(1.5)
             server.signal(old_master_signal)
             assert server.wait_exit(15) == 0

@@ -23,7 +23,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.server import Gunicorn, free_port, listeners, request, running, wait_for
+from tests.server import (
+    Gunicorn,
+    free_port,
+    listeners,
+    request,
+    running,
+    wait_children,
+    wait_for,
+)
 
 PREFORK = 'worker_class = "gunicorn_prefork.Worker"\n'
 BURST = 10       # requests sent at once while the worker is stopped
@@ -170,13 +178,9 @@ def test_during_a_usr2_overlap_neither_master_watches_stalls(tmp_path: Path) -> 
     port = free_port()
     with running(tmp_path, config=_config(port)) as server:
         server.wait_serving(port, 2)
-        old_workers = server.worker_pids()
-        server.signal(signal.SIGUSR2)
-        wait_for(lambda: "adopted 2 slot(s)" in server.log(), what="the new master")
-        new_master = (server.worker_pids() - old_workers).pop()
+        new_master = server.usr2(2)
         try:
-            wait_for(lambda: len(Path(f"/proc/{new_master}/task/{new_master}/children")
-                                 .read_text().split()) == 2, what="the new workers")
+            wait_children(new_master, 2, what="the new workers")
             for _ in range(20):
                 assert request("127.0.0.1", port)[0] == 200
             server.signal(signal.SIGTERM)
