@@ -283,7 +283,9 @@ class SteeringControl:
                 gauge(f"gunicorn.prefork.slot.{slot.number}.queued", queued_on(slot))
 
     def _stall_summary(self) -> None:
-        """When the watch stops (the master exits): how many stalls it saw."""
+        """When the watch stops (the master exits): how many stalls it saw, if any."""
+        if not self.stalls.total and not self.rescue.moved:
+            return
         self.log.info("stall watch: %d stall(s) of slots seen, %d queued connection(s) "
                       "moved to other workers (prefork_stall_threshold = %gs)",
                       self.stalls.total, self.rescue.moved, self.stalls.threshold)

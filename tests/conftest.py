@@ -6,6 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
+#: Lines of each server's log shown under a failed test.
+LOG_LINES_ON_FAILURE = 80
+#: Debug lines Gunicorn writes per request, left out of that.
+PER_REQUEST_LINES = ("[DEBUG] GET ", "[DEBUG] POST ", "[DEBUG] Closing connection")
+
 
 def pytest_report_header() -> list[str]:
     import gevent
@@ -30,3 +35,32 @@ def listening() -> Iterator[socket.socket]:
     sock.listen(128)
     yield sock
     sock.close()
+
+
+@pytest.fixture(autouse=True)
+def _forget_servers() -> Iterator[None]:
+    from tests.server import Gunicorn
+
+    Gunicorn.started.clear()
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test shows the end of the log of every server it started: CI keeps
+    nothing else, and a rare failure needs the master's and workers' own words."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    from tests.server import Gunicorn
+
+    for number, server in enumerate(Gunicorn.started):
+        try:
+            lines = [line for line in server.log().splitlines()
+                     if not any(noise in line for noise in PER_REQUEST_LINES)]
+            lines = lines[-LOG_LINES_ON_FAILURE:]
+        except OSError:
+            continue
+        report.sections.append((f"gunicorn log {number} (last {len(lines)} lines)",
+                                "\n".join(lines)))

@@ -44,7 +44,7 @@ class LoadResult:
     counts: Counter[str] = field(default_factory=Counter)
     workers: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
-    samples: list[Sample] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list, repr=False)
 
     @property
     def lost(self) -> int:
@@ -64,6 +64,9 @@ class LoadResult:
         return (f"served={self.counts['served']} refused={self.counts['refused']} "
                 f"reset={self.counts['reset']} no_response={self.counts['no_response']} "
                 f"workers={len(self.workers)} first errors={self.errors[:3]}")
+
+    #: what a failed ``assert result.lost == 0, result`` prints: the error texts
+    __repr__ = __str__
 
 
 def _read_response(conn: socket.socket, buffer: bytes) -> tuple[dict[str, str], bytes]:

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import ClassVar
 
 HERE = Path(__file__).resolve().parent
 
@@ -138,7 +139,12 @@ class Gunicorn:
         self.env.update(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
 
+    #: every server started in this test process (conftest prints their logs when a
+    #: test fails: CI keeps nothing else)
+    started: ClassVar[list[Gunicorn]] = []
+
     def start(self) -> Gunicorn:
+        Gunicorn.started.append(self)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [*GUNICORN, "-c", self.config_arg, *self.args, self.app],

@@ -110,6 +110,18 @@ def _plaintext(port: int) -> bytes:
             return b""
 
 
+def test_a_shutdown_without_stalls_says_nothing_of_the_watch(tmp_path: Path) -> None:
+    """Issue 17: every shutdown logged "0 stall(s) of slots seen, 0 queued
+    connection(s) moved" at INFO; the summary is said only when there was a stall."""
+    port = free_port()
+    with running(tmp_path, config=_config(port)) as server:
+        server.wait_serving(port, 2)
+        assert all(request("127.0.0.1", port)[0] == 200 for _ in range(20))
+    assert server.wait_exit(15) == 0
+    assert "Shutting down: Master" in server.log()
+    assert "stall watch:" not in server.log()
+
+
 def test_tls_connections_moved_off_a_stopped_worker_are_served_over_tls(
         tmp_path: Path, openssl: str) -> None:
     """Issue 19: moved HTTPS connections were served as plain HTTP (the ClientHello
