@@ -4,7 +4,7 @@
 SO_REUSEPORT listening socket, owned and kept by the master.
 
 ``Worker`` is imported on first use (it imports gevent): the start-up hook imports
-:mod:`gunicorn_prefork.config_tooling` in every process that imports Gunicorn's
+:mod:`gunicorn_prefork.config.tooling` in every process that imports Gunicorn's
 application module, whatever its worker class.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .child import is_child
+from .config.logger import LoggerLike
 from .errors import (
     EXIT_OVER_RECOVERY,
     EXIT_STARTUP_ERROR,
@@ -21,10 +21,10 @@ from .errors import (
     SettingError,
     StartupError,
 )
-from .plugin_log import LoggerLike
+from .fork.child import is_child
 
 if TYPE_CHECKING:
-    from .worker import Worker
+    from .worker_class import Worker
 
 __all__ = [
     "EXIT_OVER_RECOVERY",
@@ -42,7 +42,7 @@ __version__ = "0.2.0.dev0"
 
 def __getattr__(name: str) -> Any:
     if name == "Worker":
-        from .worker import Worker
+        from .worker_class import Worker
 
         return Worker
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -50,6 +50,9 @@ gevent ``StreamServer.do_read/do_handle``, its         :func:`accept_one`, :func
 gevent ``StreamServer.socket/_spawn/_handle/do_close``, :func:`passed_connection_server`,
 ``baseserver._handle_and_close_when_done``, ``full()``, :func:`pool_full`
 ``gevent.socket.socket(family, type, proto, fileno)``
+gevent ``socket._sock``                                :func:`raw_socket`
+gevent ``Timeout._on_expiration``, ``.timer.start``    :func:`rechecking_timeout`
+``worker.booted`` (set after ``init_process``)         :func:`booted`
 =====================================================  =================================
 
 Version notes: 20.1-23 reap workers inside the SIGCHLD handler (so code called from
@@ -173,6 +176,11 @@ def heartbeat_fd(worker: Any) -> int | None:
         return int(worker.tmp.fileno())
     except (AttributeError, OSError, ValueError):
         return None
+
+
+def booted(worker: Any) -> bool:
+    """Has Gunicorn finished the worker's ``init_process`` (its ``booted`` flag)?"""
+    return bool(getattr(worker, "booted", False))
 
 
 def was_aborted(worker: Any) -> bool:
@@ -440,6 +448,39 @@ def passed_connection_server(server: Any) -> Callable[[int], None]:
             raise
 
     return serve
+
+
+def raw_socket(sock: Any) -> Any:
+    """The standard socket inside a gevent socket (gevent's ``_sock``), or ``sock``."""
+    return getattr(sock, "_sock", sock)
+
+
+@functools.cache
+def _rechecking_timeout_class() -> type:
+    import gevent  # worker only: imports gevent
+
+    class RecheckingTimeout(gevent.Timeout):  # type: ignore[misc]
+        """gevent's ``Timeout(seconds, False)`` whose expiry (gevent's private
+        ``_on_expiration``, called by the hub when the timer fires) first asks
+        ``keep_waiting()``: while it says yes the timer starts over."""
+
+        def __init__(self, seconds: float, keep_waiting: Callable[[], bool]) -> None:
+            super().__init__(seconds, False)
+            self._keep_waiting = keep_waiting
+
+        def _on_expiration(self, prev_greenlet: Any, ex: Any) -> None:
+            if self._keep_waiting():
+                self.timer.start(self._on_expiration, prev_greenlet, ex, update=True)
+                return
+            super()._on_expiration(prev_greenlet, ex)
+
+    return RecheckingTimeout
+
+
+def rechecking_timeout(seconds: float, keep_waiting: Callable[[], bool]) -> Any:
+    """A ``gevent.Timeout(seconds, False)`` (a context that ends the block silently)
+    that, when its time is up, first asks ``keep_waiting()``; if so it starts over."""
+    return _rechecking_timeout_class()(seconds, keep_waiting)
 
 
 def pool_full(server: Any) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from gunicorn_prefork.boot_watch import BootWatch
+from gunicorn_prefork.master.boot_watch import BootWatch
 
 
 class Worker:

@@ -15,8 +15,8 @@ from gunicorn.config import Config
 from gunicorn.http import RequestParser
 from gunicorn.http.wsgi import Response
 
-from gunicorn_prefork import coalesce
-from gunicorn_prefork.coalesce import JOIN_LIMIT
+from gunicorn_prefork.worker import coalesce
+from gunicorn_prefork.worker.coalesce import JOIN_LIMIT
 
 
 class Recorder:

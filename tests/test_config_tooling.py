@@ -9,7 +9,7 @@ import types
 import pytest
 from gunicorn.config import Config
 
-from gunicorn_prefork import config_tooling
+from gunicorn_prefork.config import tooling
 
 
 @pytest.fixture
@@ -27,14 +27,14 @@ def config_module(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     ("my_gunicorn_prefork.Worker", False),
 ])
 def test_only_our_worker_class(value: str, ours: bool) -> None:
-    assert config_tooling.names_this_package(value) is ours
+    assert tooling.names_this_package(value) is ours
 
 
 def test_a_bad_value_prints_one_error_line_and_exits_1(config_module: types.ModuleType) -> None:
     config_module.prefork_recover_threshold = -1
     err = io.StringIO()
     with pytest.raises(SystemExit) as exited:
-        config_tooling.check(Config(), environ={}, stderr=err)
+        tooling.check(Config(), environ={}, stderr=err)
     assert exited.value.code == 1
     assert err.getvalue() == ("Error: invalid prefork_recover_threshold = -1 (from the "
                               "configuration file): expected a whole number >= 0\n")
@@ -45,7 +45,7 @@ def test_a_unix_bind_is_refused_as_at_start_up(config_module: types.ModuleType) 
     cfg.set("bind", ["unix:/tmp/x.sock"])
     err = io.StringIO()
     with pytest.raises(SystemExit):
-        config_tooling.check(cfg, environ={}, stderr=err)
+        tooling.check(cfg, environ={}, stderr=err)
     assert err.getvalue().startswith("Error: bind unix:/tmp/x.sock: unix sockets")
 
 
@@ -54,7 +54,7 @@ def test_good_values_are_shown_in_the_config(config_module: types.ModuleType) ->
     config_module.prefork_recover_windw = 5
     cfg = Config()
     err = io.StringIO()
-    config_tooling.check(cfg, environ={"GUNICORN_PREFORK_REUSEPORT": "off"}, stderr=err)
+    tooling.check(cfg, environ={"GUNICORN_PREFORK_REUSEPORT": "off"}, stderr=err)
     assert err.getvalue() == (
         "Warning: prefork: prefork_recover_windw in the configuration file is not a "
         "gunicorn-prefork setting, ignored; did you mean prefork_recover_window?\n")

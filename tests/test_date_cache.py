@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from gunicorn import util
 
-from gunicorn_prefork import date_cache
+from gunicorn_prefork.worker import date_cache
 
 
 def test_same_string_as_gunicorn_within_a_second() -> None:

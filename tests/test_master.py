@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 from gunicorn.config import Config
 
-from gunicorn_prefork import Worker, fork_plan, master
-from gunicorn_prefork.master import Master
+from gunicorn_prefork import Worker
+from gunicorn_prefork.fork import child_plan
+from gunicorn_prefork.master import coordinator
+from gunicorn_prefork.master.coordinator import Master
 
 EXIT_0 = 0
 KILLED = signal.SIGKILL  # wait status of a process killed by SIGKILL
@@ -75,7 +77,7 @@ class FakeArbiter:
         self.systemd = False
         self._age = 0
         self._pid = 1000
-        self.plans: list[fork_plan.ChildPlan | None] = []
+        self.plans: list[child_plan.ChildPlan | None] = []
 
     def _fork(self) -> int:
         """What Gunicorn's spawn_worker does, without the fork."""
@@ -83,7 +85,7 @@ class FakeArbiter:
         self._pid += 1
         worker = FakeWorker(self._pid, self._age)
         worker.sockets = list(self.LISTENERS)
-        self.plans.append(fork_plan._armed)
+        self.plans.append(child_plan._armed)
         self.WORKERS[self._pid] = worker
         return self._pid
 
@@ -145,7 +147,7 @@ def test_each_first_worker_gets_its_own_slot_and_only_its_sockets(arbiter: FakeA
     assert listeners == others
     ends = [c for c in plan.close if isinstance(c, socket.socket)]
     assert plan.rescue is not None and plan.rescue not in ends and len(ends) == 1
-    assert fork_plan._armed is None and fork_plan.received() is None  # not a child
+    assert child_plan._armed is None and child_plan.received() is None  # not a child
     assert arbiter.LISTENERS == table.listeners()  # restored after the spawn
     assert "all 3 workers are serving" in arbiter.log.lines[-1]
 
@@ -180,7 +182,7 @@ def test_ttin_adds_a_slot(arbiter: FakeArbiter) -> None:
 
 def test_ttou_drains_the_oldest_workers_slot_then_retires_it(
         arbiter: FakeArbiter, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(master.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(coordinator.time, "sleep", lambda seconds: None)
     pids = boot_all(arbiter)
     arbiter.num_workers = 2
     prefork = plugin(arbiter)
@@ -265,7 +267,7 @@ def test_a_crashed_slots_replacement_gets_the_back_off_as_boot_delay(
 def test_a_long_stall_is_counted_once_in_statsd(arbiter: FakeArbiter) -> None:
     """A stall over 1 s gave a "started" and an "ended" event: statsd counted it twice
     while the exit summary counted it once."""
-    from gunicorn_prefork.stall_watch import StallEvent
+    from gunicorn_prefork.master.stall_watch import StallEvent
 
     counted: list[tuple[str, int]] = []
     arbiter.log.increment = lambda name, value: counted.append((name, value))  # type: ignore[attr-defined]

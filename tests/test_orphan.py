@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from gunicorn_prefork import orphan
+from gunicorn_prefork.fork import parent_death
 
 
 def test_a_child_dies_with_its_parent() -> None:
@@ -16,7 +16,7 @@ def test_a_child_dies_with_its_parent() -> None:
         os.close(read)
         child = os.fork()
         if child == 0:  # the "worker"
-            orphan.die_with(os.getppid())
+            parent_death.die_with(os.getppid())
             time.sleep(60)
             os._exit(0)
         os.write(write, f"{child}\n".encode())

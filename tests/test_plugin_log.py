@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from gunicorn_prefork.plugin_log import LoggerLike, PluginLog, resolve_logger
+from gunicorn_prefork.config.logger import LoggerLike, PluginLog, resolve_logger
 
 special = logging.getLogger("prefork-special")
 

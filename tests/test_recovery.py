@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from gunicorn_prefork.errors import EXIT_OVER_RECOVERY
-from gunicorn_prefork.recovery import (
+from gunicorn_prefork.master.recovery import (
     Crash,
     CrashCounter,
     ExitKind,
@@ -76,7 +76,7 @@ def test_exit_status_is_not_gunicorns() -> None:
 
 
 def test_recovery_halts_once_and_hands_out_each_replacement_once() -> None:
-    from gunicorn_prefork.recovery import Recovery
+    from gunicorn_prefork.master.recovery import Recovery
 
     recovery = Recovery(threshold=1, window=60)
     slot_a, slot_b = object(), object()

@@ -9,8 +9,8 @@ import subprocess
 import sys
 import textwrap
 
-from gunicorn_prefork import rescue
-from gunicorn_prefork.rescue import Rescue
+from gunicorn_prefork.master import rescue
+from gunicorn_prefork.master.rescue import Rescue
 from tests.listening import Listener, Slot
 
 
@@ -220,7 +220,7 @@ def test_a_freed_spare_is_free_at_once_also_under_gevents_patched_os_close() -> 
         import gevent.monkey
         gevent.monkey.patch_all()
         import gevent, os, resource, socket
-        from gunicorn_prefork.rescue import Spare
+        from gunicorn_prefork.master.rescue import Spare
         gevent.sleep(0)  # the hub runs, as in a worker
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
         spare = Spare()

@@ -1,4 +1,4 @@
-"""The worker's end of the rescue channel (:mod:`gunicorn_prefork.rescue_inbox`),
+"""The worker's end of the rescue channel (:mod:`gunicorn_prefork.worker.rescue_inbox`),
 with a real channel and gevent's hub: what the inbox reads it serves, and after
 ``stop()`` it reads nothing more."""
 
@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import gevent
 import pytest
 
-from gunicorn_prefork.rescue import PROBE, Channel
-from gunicorn_prefork.rescue_inbox import Inbox
+from gunicorn_prefork.master.rescue import PROBE, Channel
+from gunicorn_prefork.worker.rescue_inbox import Inbox
 
 
 class Server:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from gunicorn.config import Config
 
-from gunicorn_prefork import settings
+from gunicorn_prefork.config import settings
 from gunicorn_prefork.errors import SettingError
 
 

@@ -1,4 +1,4 @@
-"""A slot's gevent server (:mod:`gunicorn_prefork.slot_server`) serves a connection
+"""A slot's gevent server (:mod:`gunicorn_prefork.worker.slot_server`) serves a connection
 the master passed in exactly as one it accepted: over TLS too (issue 19: the handler
 was captured before gevent switched it to TLS at ``start()``, and a moved HTTPS
 connection was answered in cleartext)."""
@@ -18,8 +18,8 @@ import gevent.socket
 import gevent.ssl
 import pytest
 
-from gunicorn_prefork import slot_server
-from gunicorn_prefork.slot_server import SlotServer
+from gunicorn_prefork.worker import slot_server
+from gunicorn_prefork.worker.slot_server import SlotServer
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from gunicorn.config import Config
 
+from gunicorn_prefork.config.reuseport import check_reuseport_possible
 from gunicorn_prefork.errors import StartupError
-from gunicorn_prefork.slots import SlotTable, check_reuseport_possible
+from gunicorn_prefork.master.slot_table import SlotTable
 
 log = logging.getLogger("test")
 
@@ -96,7 +97,7 @@ def test_possible_setup() -> None:
 
 
 def test_queued_counts_the_accept_queue() -> None:
-    from gunicorn_prefork.slots import queued
+    from gunicorn_prefork.master.slot_table import queued
 
     table = SlotTable.create(_cfg(), log, [("127.0.0.1", 0)], 1)
     try:

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import socket
 
-from gunicorn_prefork.progress import ProgressPage
-from gunicorn_prefork.stall_watch import REPORT_AFTER, StallWatch, WatchedSlot
+from gunicorn_prefork.fork.progress import ProgressPage
+from gunicorn_prefork.master.stall_watch import (
+    REPORT_AFTER,
+    StallWatch,
+    WatchedSlot,
+)
 from tests.listening import Listener, Slot
 
 

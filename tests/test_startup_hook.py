@@ -45,7 +45,7 @@ def test_the_hook_itself_imports_only_sys() -> None:
 def test_importing_gunicorn_wraps_application_run_without_gevent() -> None:
     shown = _python(
         "import sys, gunicorn.app.base as base\n"
-        "print(base.Application.run.__code__.co_filename.endswith('config_tooling.py'),"
+        "print(base.Application.run.__code__.co_filename.endswith('config/tooling.py'),"
         " 'gevent' in sys.modules,"
         " any(type(f).__name__ == 'type' and f.__name__ == '_Finder' for f in sys.meta_path),"
         " base.__loader__.__class__.__name__)")
@@ -54,7 +54,7 @@ def test_importing_gunicorn_wraps_application_run_without_gevent() -> None:
 
 def test_a_failing_hook_breaks_nothing() -> None:
     shown = _python(
-        "import sys; sys.modules['gunicorn_prefork.config_tooling'] = None\n"
+        "import sys; sys.modules['gunicorn_prefork.config.tooling'] = None\n"
         "import gunicorn.app.base as base\n"
         "print(base.Application.run.__module__)")
     assert shown == "gunicorn.app.base"

@@ -7,20 +7,20 @@ from collections.abc import Iterator
 
 import pytest
 
-from gunicorn_prefork import steering
-from gunicorn_prefork.stall_watch import WatchedSlot
+from gunicorn_prefork.master import steering_program
+from gunicorn_prefork.master.stall_watch import WatchedSlot
 
 
 def test_program_for_contiguous_indices_returns_the_hash_slot() -> None:
-    code = steering.program([0, 1, 2])
+    code = steering_program.program([0, 1, 2])
     assert code[-1][0] == 0x16 and code[1] == (0x94, 0, 0, 3)
 
 
 def test_program_maps_positions_to_allowed_indices() -> None:
-    code = steering.program([0, 2, 5])
+    code = steering_program.program([0, 2, 5])
     assert [insn[3] for insn in code if insn[0] == 0x06] == [0, 2, 5]
     with pytest.raises(ValueError):
-        steering.program([])
+        steering_program.program([])
 
 
 @pytest.fixture
@@ -57,12 +57,12 @@ def _connect(port: int, n: int) -> list[socket.socket]:
 
 def test_steered_away_index_gets_nothing_and_detach_restores(group: list[socket.socket]) -> None:
     port = group[0].getsockname()[1]
-    steering.attach(group[0], [0, 2])
+    steering_program.attach(group[0], [0, 2])
     clients = _connect(port, 300)
     counts = [_accepted(member) for member in group]
     assert counts[1] == 0 and counts[0] > 50 and counts[2] > 50
-    steering.detach(group[0])
-    steering.detach(group[0])  # detaching twice is fine
+    steering_program.detach(group[0])
+    steering_program.detach(group[0])  # detaching twice is fine
     clients += _connect(port, 300)
     assert all(_accepted(member) > 30 for member in group)
     for client in clients:
@@ -73,7 +73,7 @@ def test_closed_member_index_is_taken_by_the_last(group: list[socket.socket]) ->
     """The order the slot table keeps: close index 0, the last moves into it."""
     port = group[0].getsockname()[1]
     group[0].close()
-    steering.attach(group[1], [0])
+    steering_program.attach(group[1], [0])
     clients = _connect(port, 50)
     assert (_accepted(group[1]), _accepted(group[2])) == (0, 50)
     for client in clients:
@@ -83,31 +83,31 @@ def test_closed_member_index_is_taken_by_the_last(group: list[socket.socket]) ->
 # -- the policy: which slot indices take new connections ------------------------------
 
 def test_only_serving_slots_that_do_not_drain() -> None:
-    assert steering.allowed_indices(3, serving={0, 2}, draining=(), stranded=(),
+    assert steering_program.allowed_indices(3, serving={0, 2}, draining=(), stranded=(),
                                     num_workers=3) == (0, 2)
-    assert steering.allowed_indices(3, serving={0, 1, 2}, draining={1}, stranded=(),
+    assert steering_program.allowed_indices(3, serving={0, 1, 2}, draining={1}, stranded=(),
                                     num_workers=2) == (0, 2)
 
 
 def test_all_serving_or_none_left_means_plain_hashing() -> None:
-    assert steering.allowed_indices(3, serving={0, 1, 2}, draining=(), stranded=(),
+    assert steering_program.allowed_indices(3, serving={0, 1, 2}, draining=(), stranded=(),
                                     num_workers=3) == ()
-    assert steering.allowed_indices(1, serving=(), draining=(), stranded=(),
+    assert steering_program.allowed_indices(1, serving=(), draining=(), stranded=(),
                                     num_workers=1) == ()
 
 
 def test_nobody_serving_queues_on_slots_that_will_get_a_worker() -> None:
-    assert steering.allowed_indices(4, serving=(), draining={3}, stranded={0},
+    assert steering_program.allowed_indices(4, serving=(), draining={3}, stranded={0},
                                     num_workers=2) == (1, 2)
 
 
 # -- the policy: which slots take connections the rescue moves -------------------------
 
 def _group(count: int, serving: set[int], booted: set[int], draining: frozenset[int] = frozenset(),
-           stranded: frozenset[int] = frozenset()) -> steering.Group:
+           stranded: frozenset[int] = frozenset()) -> steering_program.Group:
     watched = tuple(WatchedSlot(index + 1, index if index in booted else None, f"slot{index}")
                     for index in range(count))
-    return steering.Group(count, frozenset(serving), draining, stranded, num_workers=count,
+    return steering_program.Group(count, frozenset(serving), draining, stranded, num_workers=count,
                           attach_via=(), watched=watched)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gunicorn_prefork import settings, suggest
+from gunicorn_prefork.config import settings, suggest
 
 NAMES = [spec.name for spec in settings.SPECS]
 

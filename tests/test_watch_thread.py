@@ -1,4 +1,4 @@
-"""The stall watch's thread (:mod:`gunicorn_prefork.watch_thread`): asleep while
+"""The stall watch's thread (:mod:`gunicorn_prefork.master.watch_thread`): asleep while
 nothing is queued, awake when a connection is, never alive across a fork, and no
 signal ever delivered to it."""
 
@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from gunicorn_prefork import watch_thread
-from gunicorn_prefork.watch_thread import WatchThread
+from gunicorn_prefork.master import watch_thread
+from gunicorn_prefork.master.watch_thread import WatchThread
 
 
 class Ticks:

@@ -2,12 +2,12 @@
 
 The master calls :meth:`SteeringControl.steer` from its main loop whenever workers
 change (a worker serves, exits, drains, hands over): it looks at the workers'
-heartbeats, builds the immutable :class:`~gunicorn_prefork.steering.Group` snapshot
-and attaches the program :func:`~gunicorn_prefork.steering.allowed_indices` gives.
-The stall watch (:mod:`gunicorn_prefork.stall_watch`), run by its own thread
-(:mod:`gunicorn_prefork.watch_thread`) whenever a slot has something queued, reads
+heartbeats, builds the immutable :class:`~gunicorn_prefork.master.steering_program.Group` snapshot
+and attaches the program :func:`~gunicorn_prefork.master.steering_program.allowed_indices` gives.
+The stall watch (:mod:`gunicorn_prefork.master.stall_watch`), run by its own thread
+(:mod:`gunicorn_prefork.master.watch_thread`) whenever a slot has something queued, reads
 that snapshot and re-steers when the stalled set changes; on every tick it also has
-:mod:`~gunicorn_prefork.rescue` move what is queued on stalled slots and on slots no
+:mod:`~gunicorn_prefork.master.rescue` move what is queued on stalled slots and on slots no
 worker serves now to the slots that may take it.
 
 Invariants: a tick and the main loop's :meth:`SteeringControl.steer` never run at
@@ -29,13 +29,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import _gunicorn, stall_watch, steering, watch_thread
+from .. import _gunicorn
+from ..fork.progress import ProgressPage
+from . import stall_watch, steering_program, watch_thread
 from .assignment import SlotAssignment
 from .boot_watch import BootWatch
-from .progress import ProgressPage
 from .rescue import Rescue
 from .retiring import Retirement, queued_on
-from .slots import SlotTable
+from .slot_table import SlotTable
 from .stall_watch import StallWatch
 from .watch_thread import WatchThread
 
@@ -52,12 +53,12 @@ class SteeringControl:
         self.boot = boot
         self.log = log
         self._metric = metric
-        self.steerer = steering.Steerer()
+        self.steerer = steering_program.Steerer()
         self.progress = ProgressPage()
         self.stalls = StallWatch(stall_threshold, self.progress)
         self.rescue = Rescue()
         self._moved_counted = 0
-        self.group: steering.Group | None = None
+        self.group: steering_program.Group | None = None
         self._applying = self._dirty = False
         #: held by a tick of the watch and by the main loop while it changes the group
         self.lock = threading.RLock()
@@ -181,7 +182,7 @@ class SteeringControl:
         indices = {id(slot): index for index, slot in enumerate(table.slots)}
         self.progress.keep_only(table.slots)
         serving_indices = frozenset(indices[i] for i in serving if i in indices)
-        self.group = steering.Group(
+        self.group = steering_program.Group(
             len(table.slots), serving_indices,
             draining=frozenset(indices[id(s)] for s in self.retirement.draining
                                if id(s) in indices),
@@ -237,7 +238,7 @@ class SteeringControl:
         self._tick(group)
         return self.stalls.busy or bool(self.rescue.pending)
 
-    def _tick(self, group: steering.Group) -> None:
+    def _tick(self, group: steering_program.Group) -> None:
         if self.stalls.tick(time.monotonic(), group.watched) and not self._stepped_aside:
             try:
                 self._apply()
@@ -251,7 +252,7 @@ class SteeringControl:
             for index in group.unserved():
                 self.rescue.move_unserved(group.watched[index].slot, targets)
 
-    def _takers(self, group: steering.Group) -> list[Any]:
+    def _takers(self, group: steering_program.Group) -> list[Any]:
         """The slots that may take connections the rescue moves now."""
         return [group.watched[index].slot for index in group.takers(self.stalls.stalled)]
 

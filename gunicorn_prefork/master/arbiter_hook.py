@@ -1,4 +1,4 @@
-"""Wires :class:`~gunicorn_prefork.master.Master` into Gunicorn's ``Arbiter``.
+"""Wires :class:`~gunicorn_prefork.master.coordinator.Master` into Gunicorn's ``Arbiter``.
 
 Installed from ``Worker.setup()``, which Gunicorn calls in the master whenever it
 loads the worker class (at start and after every HUP), so a bare
@@ -22,7 +22,7 @@ on the Config object (a HUP throws that away). What is wrapped (through
                            after; steer; fire ``prefork_on_ready``
 ``os.waitpid`` as seen     classify each reaped worker's exit status (Gunicorn's
   by ``gunicorn.arbiter``  ``child_exit`` hook is not given it)
-fork (child side)          :func:`gunicorn_prefork.fork_plan.after_fork_in_child`
+fork (child side)          :func:`gunicorn_prefork.fork.child_plan.after_fork_in_child`
 =========================  =====================================================
 
 Each wrapper does nothing unless the arbiter runs our worker class.
@@ -34,9 +34,10 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from . import _gunicorn, fork_plan
-from .errors import PreforkError, fail_startup
-from .master import Master
+from .. import _gunicorn
+from ..errors import PreforkError, fail_startup
+from ..fork import child_plan
+from .coordinator import Master
 
 #: The plugin's state in this master process (inherited, and ignored, by workers).
 current: Master | None = None
@@ -154,4 +155,4 @@ def install() -> None:
          "kill_worker": _kill_worker, "manage_workers": _manage_workers,
          "reload": _reload},
         create_sockets=_create_sockets, on_reaped=_on_reaped)
-    os.register_at_fork(after_in_child=fork_plan.after_fork_in_child)
+    os.register_at_fork(after_in_child=child_plan.after_fork_in_child)

@@ -1,7 +1,7 @@
 """A worker's end of its slot's rescue channel: connections the master moved here.
 
 The master takes connections queued on a stalled slot and passes them to live
-workers (:mod:`gunicorn_prefork.rescue`). In each worker a greenlet reads its slot's
+workers (:mod:`gunicorn_prefork.master.rescue`). In each worker a greenlet reads its slot's
 channel and hands every connection to the server of the listener it came in on
 (the same bind), which serves it exactly like one it accepted: the same pool
 (``worker_connections``), TLS, handler and access log. A probe from the master
@@ -15,7 +15,7 @@ descriptor in reserve, reads only when a message is there, and frees the reserve
 just for that read (nothing else of the worker runs in between: no yield); when it
 cannot take a new reserve (the worker is at its limit) it leaves the channel alone
 until a descriptor frees up. What it leaves there is the master's to move on
-(:meth:`gunicorn_prefork.rescue.Rescue.tick` takes back what a stalled slot left
+(:meth:`gunicorn_prefork.master.rescue.Rescue.tick` takes back what a stalled slot left
 unread).
 
 Invariants: the inbox reads only while the worker serves; :meth:`Inbox.stop` (the
@@ -34,7 +34,7 @@ from typing import Any
 import gevent
 import gevent.socket
 
-from .rescue import PROBE, Spare
+from ..fork.rescue_channel import PROBE, Spare
 
 #: How often an inbox at the worker's descriptor limit looks whether one freed up.
 NO_DESCRIPTOR_RETRY = 0.05

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 from gevent.server import StreamServer
 
-from . import _gunicorn
+from .. import _gunicorn
 
 #: Connections accepted per wake-up of a slot's server (gevent's own default).
 ACCEPT_BATCH = 100

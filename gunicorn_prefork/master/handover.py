@@ -1,7 +1,7 @@
 """Master side of a worker leaving on its own: its successor overlaps with it.
 
 A worker leaving on its own (``max_requests``; a TERM or QUIT the master did not
-send) announces it (see :mod:`gunicorn_prefork.handoff`, the worker side). Its slot
+send) announces it (see :mod:`gunicorn_prefork.fork.leaving`, the worker side). Its slot
 gets a new worker at once, as on HUP, while the old one keeps accepting; new
 connections go to the other serving slots until the new worker serves. The leaving
 worker is made the oldest, so Gunicorn's own surplus check picks it, and its
@@ -18,7 +18,8 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-from . import _gunicorn, handoff
+from .. import _gunicorn
+from ..fork import leaving
 from .assignment import SlotAssignment
 from .boot_watch import BootWatch
 
@@ -28,7 +29,7 @@ def start(server: _gunicorn.ArbiterView, slots: SlotAssignment, log: Any) -> Non
     workers = server.workers()
     slots.prune(workers)
     for pid, worker in list(workers.items()):
-        if not handoff.announced(_gunicorn.heartbeat_fd(worker)):
+        if not leaving.announced(_gunicorn.heartbeat_fd(worker)):
             continue
         slot = slots.start_handover(pid)
         if slot is None:

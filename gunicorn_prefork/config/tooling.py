@@ -23,8 +23,8 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-from . import _gunicorn
-from .errors import EXIT_STARTUP_ERROR, PreforkError
+from .. import _gunicorn
+from ..errors import EXIT_STARTUP_ERROR, PreforkError
 
 PACKAGE = "gunicorn_prefork"
 _installed = False
@@ -39,7 +39,7 @@ def check(cfg: Any, environ: Mapping[str, str] | None = None,
           stderr: TextIO | None = None) -> None:
     """Warn, validate (exit 1 on a bad value) and show the settings in ``cfg``."""
     from . import settings
-    from .slots import check_reuseport_possible
+    from .reuseport import check_reuseport_possible
 
     environ = os.environ if environ is None else environ
     stderr = sys.stderr if stderr is None else stderr

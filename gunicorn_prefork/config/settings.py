@@ -25,9 +25,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import _gunicorn, suggest
-from .errors import SettingError
-from .plugin_log import LoggerLike, import_path, resolve_logger
+from .. import _gunicorn
+from ..errors import SettingError
+from . import suggest
+from .logger import LoggerLike, import_path, resolve_logger
 
 ENV_PREFIX = "GUNICORN_PREFORK_"
 

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import EXIT_OVER_RECOVERY
+from ..errors import EXIT_OVER_RECOVERY
 
 
 class ExitKind(enum.Enum):

@@ -1,7 +1,7 @@
-"""``gunicorn_prefork.Worker``: Gunicorn's gevent worker on its own SO_REUSEPORT socket.
+"""The worker side of ``gunicorn_prefork.Worker``: Gunicorn's gevent worker on its slot.
 
 By the time a worker runs, the master has given it one slot's sockets and the other
-slots' descriptors are closed (see :mod:`gunicorn_prefork.master`), so the gevent
+slots' descriptors are closed (see :mod:`gunicorn_prefork.master.coordinator`), so the gevent
 worker serves only its own listeners and everything else of Gunicorn (access log,
 limits, TLS, ``worker_connections``, ``graceful_timeout``) behaves as users know it.
 
@@ -14,15 +14,15 @@ or QUIT sent to the worker, ``max_requests``):
 * when it stops accepting it first accepts what is queued on its slot, so only the
   master's copy of the socket is left to hold new connections for the next worker;
 * it tells the master it is leaving the moment ``alive`` turns false (see
-  :mod:`gunicorn_prefork.handoff`), so a replacement is forked at once;
+  :mod:`gunicorn_prefork.fork.leaving`), so a replacement is forked at once;
 * on ``max_requests`` it keeps accepting until the master says (SIGTERM) that the
   replacement serves: the slot is never without an accepting worker.
 
 While serving, it bumps its slot's progress counter for every connection it takes on,
 as it accepts it and as its handler starts (the master's stall watch,
-:mod:`gunicorn_prefork.stall_watch`), and it dies with its master
-(:mod:`gunicorn_prefork.orphan`). Gunicorn's ``keepalive`` wait for a request never
-cuts one that has arrived (:mod:`gunicorn_prefork.request_wait`).
+:mod:`gunicorn_prefork.master.stall_watch`), and it dies with its master
+(:mod:`gunicorn_prefork.fork.parent_death`). Gunicorn's ``keepalive`` wait for a request never
+cuts one that has arrived (:mod:`gunicorn_prefork.worker.request_wait`).
 """
 
 from __future__ import annotations
@@ -37,17 +37,9 @@ from typing import Any
 
 import gevent
 
-from . import (
-    _gunicorn,
-    arbiter_hook,
-    coalesce,
-    date_cache,
-    fork_plan,
-    handoff,
-    orphan,
-    request_wait,
-    slot_server,
-)
+from .. import _gunicorn
+from ..fork import child_plan, leaving, parent_death
+from . import coalesce, date_cache, request_wait, slot_server
 from .rescue_inbox import Inbox
 from .slot_server import SlotServer, listener_names
 
@@ -89,15 +81,12 @@ class _NamedListener:
         return getattr(self._listener, name)
 
 
-class Worker(_gunicorn.GeventWorker):  # type: ignore[misc]
+class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
     """Gunicorn's gevent worker serving only its own slot's sockets.
 
-    Select it with ``-k gunicorn_prefork.Worker`` or
-    ``worker_class = "gunicorn_prefork.Worker"``.
+    Users select :class:`gunicorn_prefork.Worker` (:mod:`gunicorn_prefork.worker_class`),
+    which adds the master side's installation to this class.
     """
-
-    #: Marks the worker classes the master-side plugin acts for.
-    gunicorn_prefork = True
 
     _alive = True
     _told_master_serving = False
@@ -105,11 +94,6 @@ class Worker(_gunicorn.GeventWorker):  # type: ignore[misc]
     _handing_over = False
     #: the master (or anyone) sent TERM/QUIT/INT: stop accepting when the loop sees it
     _told_to_stop = False
-
-    @classmethod
-    def setup(cls) -> None:
-        """Called by Gunicorn in the master each time it loads the worker class."""
-        arbiter_hook.install()
 
     # -- liveness ------------------------------------------------------------------
 
@@ -121,11 +105,11 @@ class Worker(_gunicorn.GeventWorker):  # type: ignore[misc]
 
     @alive.setter
     def alive(self, value: bool) -> None:
-        leaving = self._alive and not value
+        going = self._alive and not value
         self._alive = value
-        if leaving and getattr(self, "booted", False):
+        if going and _gunicorn.booted(self):
             self._handing_over = not self._told_to_stop and self.nr >= self.max_requests
-            handoff.announce(_gunicorn.heartbeat_fd(self), self.ppid)
+            leaving.announce(_gunicorn.heartbeat_fd(self), self.ppid)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._told_to_stop = True
@@ -137,7 +121,7 @@ class Worker(_gunicorn.GeventWorker):  # type: ignore[misc]
         super().notify()
         if not self._told_master_serving:
             self._told_master_serving = True
-            handoff.wake_master(self.ppid)
+            leaving.wake_master(self.ppid)
 
     def _wait_while(self, condition: Callable[[], bool], limit: float) -> None:
         """While ``condition()`` holds, at most ``limit`` s, notifying the master."""
@@ -155,9 +139,9 @@ class Worker(_gunicorn.GeventWorker):  # type: ignore[misc]
         _gunicorn.use_stream_server(SlotServer)
         SlotServer.on_close = self._stop_serving
         SlotServer.on_take = self._took_one
-        plan = fork_plan.received()
+        plan = child_plan.received()
         if plan is not None:  # again: --user/--group cleared it
-            orphan.die_with(plan.master_pid)
+            parent_death.die_with(plan.master_pid)
         if plan is not None and plan.progress is not None and plan.progress_index is not None:
             self._progress = plan.progress
             self._progress_index = plan.progress_index
@@ -229,7 +213,7 @@ class Worker(_gunicorn.GeventWorker):  # type: ignore[misc]
         Gunicorn's gevent worker keeps accepting and exits 0.1 s later, cutting off
         what it accepted meanwhile (on a busy machine, even short requests). Here the
         worker tells the master at once (which steers new connections to the other
-        slots and forks a replacement), accepts for :data:`handoff.HANDOFF_SECONDS`
+        slots and forks a replacement), accepts for :data:`leaving.HANDOFF_SECONDS`
         more (what was on its way), accepts what is queued, and exits as soon as the
         requests it accepted are answered, at most :data:`QUIT_GRACE_SECONDS` later.
         """
@@ -239,7 +223,7 @@ class Worker(_gunicorn.GeventWorker):  # type: ignore[misc]
 
     def _quick_exit(self) -> None:
         self.cfg.worker_int(self)
-        gevent.sleep(handoff.HANDOFF_SECONDS)
+        gevent.sleep(leaving.HANDOFF_SECONDS)
         self._stop_accepting()
         self._wait_while(slot_server.busy, QUIT_GRACE_SECONDS)
         sys.exit(0)
@@ -259,7 +243,7 @@ class Worker(_gunicorn.GeventWorker):  # type: ignore[misc]
         notifying (so the master's timeout does not kill us) and leave at once on
         the signals with which the master stops workers.
         """
-        plan = fork_plan.received()
+        plan = child_plan.received()
         if plan is None or plan.boot_delay <= 0:
             return
         delay = plan.boot_delay

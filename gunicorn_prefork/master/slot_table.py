@@ -18,7 +18,7 @@ server's life (the nginx model):
 Invariants: every slot has exactly one socket per bind, in bind order; all sockets
 of a bind share one resolved address; ``slots`` is in the kernel's index order of
 every bind's SO_REUSEPORT group (the order of ``listen()``; a closed member's index
-is taken by the last one), which is what :mod:`gunicorn_prefork.steering` programs
+is taken by the last one), which is what :mod:`gunicorn_prefork.master.steering_program` programs
 refer to; :meth:`SlotTable.listeners` lists the sockets slot by slot, the order
 Gunicorn passes them on in ``GUNICORN_FD`` (so a new master adopts the same order).
 A slot is only closed by the master once no worker holds it, so the master's close
@@ -31,12 +31,11 @@ import errno
 import itertools
 import socket
 import struct
-import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from . import _gunicorn
-from .errors import StartupError
+from .. import _gunicorn
+from ..errors import StartupError
 
 Address = tuple[Any, ...]
 
@@ -65,27 +64,6 @@ def _socket_class(address: Address) -> type[Any]:
 def format_address(address: Address) -> str:
     host, port = address[0], address[1]
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-
-
-def check_reuseport_possible(binds: Sequence[object], platform: str | None = None) -> None:
-    """Refuse, with the fix named, what per-worker sockets cannot serve."""
-    platform = sys.platform if platform is None else platform
-    if not platform.startswith("linux") or not hasattr(socket, "SO_REUSEPORT"):
-        raise StartupError(
-            f"prefork_reuseport needs Linux's load-balancing SO_REUSEPORT, which this "
-            f"platform ({platform}) does not have; set prefork_reuseport = False to "
-            f"serve Gunicorn's shared socket")
-    for bind in binds:
-        if isinstance(bind, int):
-            raise StartupError(
-                f"bind fd://{bind} is one inherited socket and cannot be split into "
-                f"per-worker SO_REUSEPORT sockets; bind a host:port instead, or set "
-                f"prefork_reuseport = False")
-        if not isinstance(bind, tuple):
-            raise StartupError(
-                f"bind unix:{bind!s}: unix sockets cannot use SO_REUSEPORT; bind a "
-                f"host:port instead, or set prefork_reuseport = False to serve the "
-                f"unix socket as Gunicorn's shared socket")
 
 
 def _bind_error(address: Address, exc: OSError) -> StartupError:

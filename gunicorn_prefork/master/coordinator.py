@@ -1,20 +1,9 @@
 """The plugin in the master: one coordinator the Gunicorn wrappers call.
 
-:mod:`gunicorn_prefork.arbiter_hook` calls one :class:`Master` method per arbiter
+:mod:`gunicorn_prefork.master.arbiter_hook` calls one :class:`Master` method per arbiter
 event; each delegates the decision to the module that owns it and does the I/O:
 
-=================================  ==============================================
-:mod:`~gunicorn_prefork.slots`     the slot table (the sockets)
-:mod:`~.assignment`                which worker serves which slot
-:mod:`~.handover`                  successors for workers leaving on their own
-:mod:`~.retiring`                  draining and closing surplus slots
-:mod:`~.steering`                  which slots take new connections (policy), cBPF
-:mod:`~.steering_control`          keeping the program in line, with the stall watch
-:mod:`~.rescue`                    moving connections queued on stalled slots
-:mod:`~.boot_watch`                which workers have booted
-:mod:`~.recovery`                  crash counting, halt, back-off
-:mod:`~.fork_plan`                 what the child gets at its fork
-=================================  ==============================================
+The modules it delegates to are listed in :mod:`gunicorn_prefork.master`.
 
 Invariants: the master halts only from its main loop (``manage_workers``), never
 from a signal handler or a hook; :meth:`Master.on_reaped` may run inside Gunicorn's
@@ -31,17 +20,20 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import _gunicorn, fork_plan, handover, watch_thread
-from . import settings as settings_mod
+from .. import _gunicorn
+from ..config import settings as settings_mod
+from ..config.logger import PluginLog
+from ..config.reuseport import check_reuseport_possible
+from ..config.settings import PreforkSettings
+from ..errors import OverRecoveryError, PreforkError
+from ..fork import child_plan
+from . import handover, watch_thread
 from .assignment import SlotAssignment
 from .boot_watch import BootWatch
-from .errors import OverRecoveryError, PreforkError
-from .plugin_log import PluginLog
 from .recovery import Crash, ExitKind, Recovery, Replacement, classify, describe_status
 from .retiring import DRAIN_SECONDS, Retirement
-from .settings import PreforkSettings
-from .slots import Slot, SlotTable, check_reuseport_possible
-from .steering_control import SteeringControl
+from .slot_table import Slot, SlotTable
+from .steering import SteeringControl
 
 #: Signals with which the master tells a worker to go (stop, reload, TTOU, timeout).
 LEAVE_SIGNALS = frozenset({signal.SIGTERM, signal.SIGQUIT, signal.SIGINT,
@@ -183,14 +175,14 @@ class Master:
         channel = self.rescue.channel_for(slot) if slot is not None else None
         if slot is not None:
             others += self.rescue.closed_in_child(slot)
-        fork_plan.arm(fork_plan.ChildPlan(
+        child_plan.arm(child_plan.ChildPlan(
             self.pid, others, delay, self.log, self.progress,
             self.progress.index_for(slot) if slot is not None else None,
             channel.worker_end if channel is not None else None))
         try:
             pid = spawn_worker()
         finally:
-            fork_plan.disarm()
+            child_plan.disarm()
             self.server.listeners = shared
             watch_thread.resume_after_fork()  # the fork stopped the stall watch
         if not isinstance(pid, int):

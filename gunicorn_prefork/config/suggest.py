@@ -1,6 +1,6 @@
 """Misspelt ``prefork_*`` names: which names are not settings, and the closest one.
 
-Pure logic; :mod:`gunicorn_prefork.settings` feeds it the names it finds in the
+Pure logic; :mod:`gunicorn_prefork.config.settings` feeds it the names it finds in the
 configuration and the environment, and the callers print or log the messages.
 """
 

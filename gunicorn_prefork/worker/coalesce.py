@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import _gunicorn
+from .. import _gunicorn
 
 #: A body write up to this size is joined to the headers in one buffer; larger
 #: ones go out right after them, uncopied.

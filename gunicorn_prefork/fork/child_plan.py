@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import orphan
+from . import parent_death
 from .child import mark_child
 
 
@@ -63,7 +63,7 @@ def after_fork_in_child() -> None:
     disarm()
     _received = plan
     mark_child()
-    orphan.die_with(plan.master_pid)
+    parent_death.die_with(plan.master_pid)
     for listener in plan.close:
         listener.close()
 

@@ -2,7 +2,7 @@
 
 The master maps one anonymous shared page before it forks any worker (so every
 worker inherits the same memory) and gives each slot one counter (an *index*,
-handed to the worker in its :class:`~gunicorn_prefork.fork_plan.ChildPlan`). A
+handed to the worker in its :class:`~gunicorn_prefork.fork.child_plan.ChildPlan`). A
 worker bumps its slot's counter for every connection it takes on (as it accepts it
 and as its handler starts), from its event loop: the counter stops moving when the
 loop stalls or the worker's pool is full (it stops accepting), and costs nothing

@@ -10,7 +10,7 @@ hashing connections into the stuck worker's queue. So the master watches each sl
 * its accept queue, which the master can read on its own copy of the socket
   (``tcpi_unacked`` of a listening socket, what ``ss -ltn`` shows as Recv-Q);
 * its worker's progress, a counter the worker bumps for every connection it takes
-  on (:mod:`gunicorn_prefork.progress`).
+  on (:mod:`gunicorn_prefork.fork.progress`).
 
 A slot is *stalled* when its queue has not been empty and its counter has not moved
 for ``prefork_stall_threshold`` seconds; it stays stalled until the counter moves
@@ -19,7 +19,7 @@ empty queue says nothing; a probe through the rescue channel makes a worker whos
 loop runs again bump its counter even when nothing is left for it to take). A
 worker whose pool is full (``worker_connections``) takes nothing on either and
 counts as stalled too. The master steers new connections away from stalled slots
-(see :func:`gunicorn_prefork.steering.allowed_indices`).
+(see :func:`gunicorn_prefork.master.steering_program.allowed_indices`).
 
 The watch runs in a thread of the master's own (:mod:`.watch_thread`), which looks
 when a slot's socket has something queued and then every :func:`tick_interval`
@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .progress import ProgressPage
+from ..fork.progress import ProgressPage
 from .retiring import queued_on
 
 #: A stall that lasts this long gets a warning (once), and an info line when it ends.

@@ -12,7 +12,7 @@ false, through the heartbeat file Gunicorn already shares between worker and mas
 (``worker.tmp``): it sets the file's size, which nothing else uses (Gunicorn only
 touches its times). The master forks a replacement for the slot at once and steers
 new connections to the other slots until it serves (see
-:meth:`gunicorn_prefork.master.Master.start_handovers`).
+:meth:`gunicorn_prefork.master.coordinator.Master.start_handovers`).
 
 The master looks at its workers once per turn of its loop, which sleeps up to a
 second. A worker that has something to say (leaving, or serving for the first time)

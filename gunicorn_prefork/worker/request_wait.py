@@ -7,9 +7,11 @@ connections it had accepted just before may fire before their requests, which
 arrived meanwhile, are read: the connection is closed with its request unread and
 the client gets a reset.
 
-:class:`RequestWait` is that timeout, except that when it fires it looks at the
-connection first (``MSG_PEEK``, without waiting): when bytes are waiting, the request
-is there and is read as soon as the greenlet runs, so the timer starts over instead.
+:func:`wait_for_request` gives that timeout (built by
+:func:`gunicorn_prefork._gunicorn.rechecking_timeout`), except that when it fires
+it looks at the connection first (``MSG_PEEK``, without waiting): when bytes are
+waiting, the request is there and is read as soon as the greenlet runs, so the timer
+starts over instead.
 A connection that sends nothing (an idle keep-alive connection) is still closed after
 ``keepalive`` seconds, as Gunicorn does.
 
@@ -25,6 +27,8 @@ from typing import Any
 import gevent
 import gevent.local
 
+from .. import _gunicorn
+
 _connection = gevent.local.local()
 
 
@@ -38,27 +42,13 @@ def wait_for_request(seconds: float) -> Any:
     client = getattr(_connection, "client", None)
     if client is None:
         return gevent.Timeout(seconds, False)
-    return RequestWait(seconds, client)
+    return _gunicorn.rechecking_timeout(seconds, lambda: bytes_waiting(client))
 
 
 def bytes_waiting(client: Any) -> bool:
     """Has the peer sent bytes nobody read yet? (Never waits.)"""
-    raw = getattr(client, "_sock", client)  # gevent's socket: the real one
+    raw = _gunicorn.raw_socket(client)
     try:
         return bool(raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
     except (OSError, ValueError):  # nothing yet, closed, reset
         return False
-
-
-class RequestWait(gevent.Timeout):  # type: ignore[misc]
-    """``gevent.Timeout(seconds, False)`` that does not fire while a request waits."""
-
-    def __init__(self, seconds: float, client: Any) -> None:
-        super().__init__(seconds, False)
-        self._client = client
-
-    def _on_expiration(self, prev_greenlet: Any, ex: Any) -> None:
-        if bytes_waiting(self._client):
-            self.timer.start(self._on_expiration, prev_greenlet, ex, update=True)
-            return
-        super()._on_expiration(prev_greenlet, ex)

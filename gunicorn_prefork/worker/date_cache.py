@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from . import _gunicorn
+from .. import _gunicorn
 
 _original: Callable[..., str] = _gunicorn.http_date
 _cache: tuple[int, str] = (-1, "")

@@ -25,9 +25,9 @@ import time
 from collections.abc import Callable, Container, Mapping
 from typing import Any
 
-from . import _gunicorn
+from .. import _gunicorn
 from .assignment import SlotAssignment
-from .slots import Slot, SlotTable, queued
+from .slot_table import Slot, SlotTable, queued
 
 #: How long a slot about to close keeps its worker accepting after new connections
 #: are steered away: handshakes already in flight land in its queue and are served.

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ._gunicorn import heartbeat
+from .._gunicorn import heartbeat
 
 
 class BootWatch:

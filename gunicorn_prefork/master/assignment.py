@@ -12,7 +12,7 @@ replacement lands on the slot its predecessor left, and on HUP each slot gets on
 new worker while the old one finishes.
 
 A slot is *vacated* when its last worker exited or started handing over: it gets no
-new connections (see :func:`gunicorn_prefork.steering.allowed_indices`) until the
+new connections (see :func:`gunicorn_prefork.master.steering_program.allowed_indices`) until the
 next worker assigned to it has booted (``awaiting_boot``).
 
 Invariants: ``assignment``, ``leaving`` and ``handovers`` only name live workers
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Container, Mapping, Sequence
 
-from .slots import Slot
+from .slot_table import Slot
 
 
 class SlotAssignment:

@@ -1,0 +1,22 @@
+"""What runs in Gunicorn's master (the arbiter): the slots, their workers, steering.
+
+========================  =============================================================
+:mod:`.arbiter_hook`      wraps Gunicorn's ``Arbiter`` and calls the coordinator
+:mod:`.coordinator`       :class:`Master`: one method per arbiter event, does the I/O
+:mod:`.slot_table`        the slot table: per bind, one SO_REUSEPORT socket per worker
+:mod:`.assignment`        the owner of the slot and worker states and their transitions
+:mod:`.boot_watch`        which workers have booted (Gunicorn's heartbeat)
+:mod:`.handover`          successors for workers leaving on their own
+:mod:`.retiring`          draining and closing surplus slots (TTOU)
+:mod:`.recovery`          crash counting, the halt, the back-off
+:mod:`.steering_program`  which slots take new connections (policy) and the cBPF program
+:mod:`.steering`          keeps the attached program in line with the states and stalls
+:mod:`.stall_watch`       which slots hold queued connections their worker does not take
+:mod:`.watch_thread`      when the stall watch looks: a thread of its own
+:mod:`.rescue`            moving connections queued on stalled slots to live workers
+========================  =============================================================
+
+Nothing here imports :mod:`gunicorn_prefork.worker`; what both sides share is in
+:mod:`gunicorn_prefork.fork`, :mod:`gunicorn_prefork.config` and the boundary
+:mod:`gunicorn_prefork._gunicorn`.
+"""
