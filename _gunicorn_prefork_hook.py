@@ -6,7 +6,7 @@ the worker class. Python imports this module at start-up (from the ``.pth`` file
 site-packages, the mechanism setuptools' ``distutils-precedence.pth`` uses). It only
 puts :class:`_Finder` at the front of ``sys.meta_path``; the finder answers for one
 module, ``gunicorn.app.base``: it lets the normal import happen, then calls
-``gunicorn_prefork.config_tooling.install()`` (which wraps ``Application.run``) and
+``gunicorn_prefork.config.tooling.install()`` (which wraps ``Application.run``) and
 takes itself off ``sys.meta_path``.
 
 A process that never imports ``gunicorn.app.base`` imports nothing else because of
@@ -28,9 +28,9 @@ TARGET = "gunicorn.app.base"
 
 def _after_import() -> None:
     try:
-        from gunicorn_prefork import config_tooling
+        from gunicorn_prefork.config import tooling
 
-        config_tooling.install()
+        tooling.install()
     except Exception:  # never break gunicorn (or Python) start-up
         pass
 

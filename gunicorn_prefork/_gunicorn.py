@@ -38,7 +38,7 @@ in ``Arbiter.start`` and ``reload``                    address once, not per slo
                                                        :func:`show_settings`
 ``cfg.settings`` / ``sys.modules["__config__"]``       :func:`config_namespace`
 ``gunicorn.errors.HaltServer(reason, exit_status)``    :func:`halt`
-``gunicorn.sock.TCPSocket/TCP6Socket/BaseSocket``,     the slot sockets (:mod:`.slots`)
+``gunicorn.sock.TCPSocket/TCP6Socket/BaseSocket``,     the slot sockets (:mod:`.master.slot_table`)
 ``set_options(sock, bound=False)``
 ``gunicorn.workers.ggevent.GeventWorker``,             :data:`GeventWorker`,
 ``ggevent.StreamServer`` (looked up by ``run()``)      :func:`use_stream_server`

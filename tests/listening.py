@@ -4,8 +4,10 @@ tests; the ``listening`` fixture in ``conftest.py`` gives a real socket to put i
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from gunicorn_prefork.master import slot_table
 
 
 @dataclass
@@ -15,8 +17,9 @@ class Listener:
     sock: socket.socket
 
 
-@dataclass
-class Slot:
-    """A slot's shape: one listener per bind in ``.sockets``."""
+class Slot(slot_table.Slot):
+    """A slot of the master's table (one listener per bind in ``.sockets``), made of
+    the listeners a test gives."""
 
-    sockets: list[Any] = field(default_factory=list)
+    def __init__(self, sockets: list[Any] | None = None, number: int = 0) -> None:
+        super().__init__(number, sockets if sockets is not None else [])

@@ -7,7 +7,11 @@ reconnecting only when the server says ``Connection: close``). Outcomes:
 * ``served``: a complete response;
 * ``refused``: the connection attempt was refused (nobody listening);
 * ``reset``: the connection was reset (e.g. a listener closed with it queued);
-* ``no_response``: the connection closed, or timed out, before a full response.
+* ``no_response``: the connection closed, or timed out, before a full response;
+* ``idle_closed``: not lost: a keep-alive connection the client had left idle for at
+  least the server's ``keepalive`` (the client thread was not scheduled for that
+  long, on a loaded machine) was closed by the server, as any HTTP server may; the
+  request is sent again on a new connection, as HTTP clients do (RFC 9112, 9.3.1).
 
 Every attempt is also kept as a :class:`Sample` (start and end on the
 ``time.monotonic()`` clock, outcome, error text), so callers can compute latencies
@@ -63,6 +67,7 @@ class LoadResult:
     def __str__(self) -> str:
         return (f"served={self.counts['served']} refused={self.counts['refused']} "
                 f"reset={self.counts['reset']} no_response={self.counts['no_response']} "
+                f"idle_closed={self.counts['idle_closed']} "
                 f"workers={len(self.workers)} first errors={self.errors[:3]}")
 
     #: what a failed ``assert result.lost == 0, result`` prints: the error texts
@@ -95,7 +100,7 @@ class Load:
 
     def __init__(self, port: int, concurrency: int = 16, keepalive: bool = False,
                  path: str = "/", host: str = "127.0.0.1", max_seconds: float = 60.0,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, server_keepalive: float = 2.0) -> None:
         self.address = (host, port)
         self.concurrency = concurrency
         self.keepalive = keepalive
@@ -103,6 +108,9 @@ class Load:
                         + ("" if keepalive else "Connection: close\r\n") + "\r\n").encode()
         self.deadline = time.monotonic() + max_seconds
         self.timeout = timeout
+        #: Gunicorn's ``keepalive`` (default 2 s): how long the server may keep an
+        #: idle connection open
+        self.server_keepalive = server_keepalive
         self.result = LoadResult()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -136,9 +144,11 @@ class Load:
     def _client(self) -> None:
         conn: socket.socket | None = None
         buffer = b""
+        idle_since = 0.0  # when the last response on ``conn`` was read
         while self._running():
             fresh = conn is None
             started = time.monotonic()
+            idled = not fresh and started - idle_since >= self.server_keepalive
             try:
                 if conn is None:
                     conn = socket.create_connection(self.address, timeout=self.timeout)
@@ -150,13 +160,21 @@ class Load:
                 conn = None
                 time.sleep(0.01)
                 continue
-            except (ConnectionResetError, BrokenPipeError) as exc:
-                self._count(started, "reset", f"{'new' if fresh else 'reused'} connection: {exc}")
-            except (EOFError, TimeoutError, OSError) as exc:
+            except (ConnectionResetError, BrokenPipeError, EOFError) as exc:
+                if idled:
+                    self._count(started, "idle_closed", f"idle {started - idle_since:.1f}s")
+                elif isinstance(exc, EOFError):
+                    self._count(started, "no_response", f"{'new' if fresh else 'reused'} "
+                                f"connection: {exc}")
+                else:
+                    self._count(started, "reset",
+                                f"{'new' if fresh else 'reused'} connection: {exc}")
+            except (TimeoutError, OSError) as exc:
                 self._count(started, "no_response",
                             f"{'new' if fresh else 'reused'} connection: {exc}")
             else:
                 self._count(started, "served", worker=headers.get("x-worker-pid", ""))
+                idle_since = time.monotonic()
                 if self.keepalive and headers.get("connection", "").lower() != "close":
                     continue
             if conn is not None:

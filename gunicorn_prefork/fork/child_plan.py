@@ -49,6 +49,11 @@ def arm(plan: ChildPlan) -> None:
     _armed = plan
 
 
+def armed() -> ChildPlan | None:
+    """Master: the plan armed for the fork about to happen (None between forks)."""
+    return _armed
+
+
 def disarm() -> None:
     global _armed
     _armed = None

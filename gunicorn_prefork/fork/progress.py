@@ -22,7 +22,7 @@ CAPACITY = mmap.PAGESIZE // 8
 
 
 class ProgressPage:
-    """The shared counters; :meth:`index_for` and :meth:`free` run in the master only."""
+    """The shared counters; :meth:`index_for` and :meth:`keep_only` run in the master only."""
 
     def __init__(self) -> None:
         self._map = mmap.mmap(-1, CAPACITY * 8)
@@ -36,11 +36,6 @@ class ProgressPage:
         if index is None and self._free:
             index = self._owners[id(slot)] = self._free.pop()
         return index
-
-    def free(self, slot: object) -> None:
-        index = self._owners.pop(id(slot), None)
-        if index is not None:
-            self._free.append(index)
 
     def keep_only(self, slots: Sequence[object]) -> None:
         """Free the counters of slots no longer in the table."""

@@ -4,7 +4,7 @@
 :mod:`.arbiter_hook`      wraps Gunicorn's ``Arbiter`` and calls the coordinator
 :mod:`.coordinator`       :class:`Master`: one method per arbiter event, does the I/O
 :mod:`.slot_table`        the slot table: per bind, one SO_REUSEPORT socket per worker
-:mod:`.assignment`        the owner of the slot and worker states and their transitions
+:mod:`.slot_states`       the owner of the slot and worker states and their transitions
 :mod:`.boot_watch`        which workers have booted (Gunicorn's heartbeat)
 :mod:`.handover`          successors for workers leaving on their own
 :mod:`.retiring`          draining and closing surplus slots (TTOU)

@@ -11,8 +11,8 @@ boots; until its ``boot_after`` time the watch moves the baseline along instead 
 taking those heartbeats for a boot.
 
 Invariants: a pid is in ``booted`` only after a heartbeat other than its baseline
-at or after its ``boot_after`` time; :meth:`BootWatch.booted` never changes state,
-:meth:`BootWatch.update` is the one place that does.
+at or after its ``boot_after`` time; :meth:`BootWatch.update` is the one place that
+changes it.
 """
 
 from __future__ import annotations
@@ -36,10 +36,6 @@ class BootWatch:
         self._baseline[pid] = heartbeat(worker)
         if boot_after > time.monotonic():
             self._boot_after[pid] = boot_after
-
-    def booted(self, pid: int) -> bool:
-        """Has this worker been seen serving? (A query: reads no heartbeat.)"""
-        return pid in self._booted
 
     def update(self, pid: int, worker: Any) -> bool:
         """Look at the worker's heartbeat now; returns whether it has booted."""

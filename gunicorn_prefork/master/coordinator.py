@@ -27,13 +27,13 @@ from ..config.reuseport import check_reuseport_possible
 from ..config.settings import PreforkSettings
 from ..errors import OverRecoveryError, PreforkError
 from ..fork import child_plan
-from . import handover, watch_thread
-from .assignment import SlotAssignment
+from . import handover, retiring, watch_thread
 from .boot_watch import BootWatch
 from .recovery import Crash, ExitKind, Recovery, Replacement, classify, describe_status
-from .retiring import DRAIN_SECONDS, Retirement
+from .retiring import DRAIN_SECONDS
+from .slot_states import SlotStates
 from .slot_table import Slot, SlotTable
-from .steering import SteeringControl
+from .steering import Steering
 
 #: Signals with which the master tells a worker to go (stop, reload, TTOU, timeout).
 LEAVE_SIGNALS = frozenset({signal.SIGTERM, signal.SIGQUIT, signal.SIGINT,
@@ -54,17 +54,14 @@ class Master:
         self.log = PluginLog(self.settings.logger or arbiter.log)
         self.reuseport = self.settings.reuseport
         self.table: SlotTable | None = None
-        self.slots = SlotAssignment()
-        self.retirement = Retirement()
+        #: the one owner of the slot and worker states (see :mod:`.slot_states`)
+        self.states = SlotStates()
         self.boot = BootWatch()
         self.recovery = Recovery(self.settings.recover_threshold,
                                  self.settings.recover_window)
         self.ready = False
-        self.steering = SteeringControl(self.server, self.slots, self.retirement, self.boot,
+        self.steering = Steering(self.server, self.states, self.boot,
                                         self.settings.stall_threshold, self.log, self._metric)
-        #: the parts of the steering the rest of the master (and tests) look at
-        self.steerer, self.progress = self.steering.steerer, self.steering.progress
-        self.rescue = self.steering.rescue
 
     # -- configuration -------------------------------------------------------------
 
@@ -108,7 +105,7 @@ class Master:
         self.recovery.configure(new.recover_threshold, new.recover_window)
         if self.reuseport:
             self._take_over_reuse_port()
-            self.steering.stalls.threshold = new.stall_threshold
+            self.steering.set_stall_threshold(new.stall_threshold)
             self.steering.watch(running=self.table is not None)
         self.steering.log = self.log
 
@@ -137,8 +134,7 @@ class Master:
                 self.log.info("port 0 of %s resolved to %s", bind[0], address[1])
         self.log.info("%d SO_REUSEPORT listener(s) per bind, one per worker, on %s",
                       len(self.table.slots), self.table.describe())
-        self.slots.clear()
-        self.retirement.clear()
+        self.states.new_table()
         self.steering.new_group()  # a new group: no program attached yet
         self.steering.watch(running=True)
         return self.table.listeners()
@@ -155,9 +151,8 @@ class Master:
         if len(self.table.slots) < self.server.num_workers:
             self.table.ensure(self.server.num_workers)
             self._sync_listeners()
-        self.slots.prune(self.server.workers())
-        return self.slots.choose(self.table.slots, self.retirement.draining,
-                                 self.retirement.stranded)
+        self.states.prune(self.server.workers())
+        return self.states.choose(self.table.slots)
 
     def spawn(self, spawn_worker: Callable[[], Any]) -> Any:
         """Run Gunicorn's ``spawn_worker`` with the chosen slot as the worker's sockets."""
@@ -172,12 +167,13 @@ class Master:
         shared = self.server.listeners
         if slot is not None:
             self.server.listeners = slot.sockets
-        channel = self.rescue.channel_for(slot) if slot is not None else None
+        rescue, progress = self.steering.rescue, self.steering.progress
+        channel = rescue.channel_for(slot) if slot is not None else None
         if slot is not None:
-            others += self.rescue.closed_in_child(slot)
+            others += rescue.closed_in_child(slot)
         child_plan.arm(child_plan.ChildPlan(
-            self.pid, others, delay, self.log, self.progress,
-            self.progress.index_for(slot) if slot is not None else None,
+            self.pid, others, delay, self.log, progress,
+            progress.index_for(slot) if slot is not None else None,
             channel.worker_end if channel is not None else None))
         try:
             pid = spawn_worker()
@@ -190,7 +186,7 @@ class Master:
         worker = self.server.workers().get(pid)
         self.boot.note_spawned(pid, worker, replacement.not_before if replacement else 0.0)
         if slot is not None:
-            predecessor = self.slots.assign(pid, slot)
+            predecessor = self.states.assigned(pid, slot)
             if predecessor is not None:
                 self.log.info("worker %s takes over slot %d from worker %s, which "
                               "accepts until it serves", pid, slot.number, predecessor)
@@ -209,17 +205,17 @@ class Master:
 
     def note_kill(self, pid: int, sig: int) -> None:
         if sig in LEAVE_SIGNALS:
-            self.slots.asked_to_leave(pid)
+            self.states.asked_to_leave(pid)
 
     # -- leaving on its own: overlap with the successor ------------------------------
 
     def start_handovers(self) -> None:
         """From the main loop: fork successors for workers leaving on their own."""
-        handover.start(self.server, self.slots, self.log)
+        handover.start(self.server, self.states, self.log)
 
     def defers_kill(self, pid: int, sig: int) -> bool:
         """Hold back the SIGTERM for a worker handing over until its successor serves."""
-        return handover.defers_kill(self.server, self.slots, self.boot, pid, sig)
+        return handover.defers_kill(self.server, self.states, self.boot, pid, sig)
 
     # -- retiring slots ----------------------------------------------------------------
 
@@ -228,12 +224,12 @@ class Master:
         steer away from the slots that lose their worker, give them ``DRAIN_SECONDS``."""
         if self.table is None:
             return
-        self.slots.prune(self.server.workers())
-        chosen = self.retirement.choose_drained(self.table, self.server.workers(),
-                                                self.server.num_workers, self.slots)
+        self.states.prune(self.server.workers())
+        chosen = retiring.choose_drained(self.states, self.table, self.server.workers(),
+                                         self.server.num_workers)
         if not chosen:
             return
-        self.retirement.draining.update(chosen)
+        self.states.drain(chosen)
         self.steer()
         self.log.info("draining slot(s) %s for %.1fs before their workers stop",
                       ", ".join(str(slot.number) for slot in chosen), DRAIN_SECONDS)
@@ -245,15 +241,15 @@ class Master:
         busy slot."""
         if self.table is None:
             return
-        self.retirement.settle(self.table, self.server.workers(), self.server.num_workers,
-                               float(self.server.cfg.graceful_timeout), self.slots,
-                               self.log, self._sync_listeners)
+        retiring.settle(self.states, self.table, self.server.workers(),
+                        self.server.num_workers, float(self.server.cfg.graceful_timeout),
+                        self.log, self._sync_listeners)
         self.steer()
 
     # -- steering --------------------------------------------------------------------
 
     def steer(self) -> None:
-        """New connections only to serving, non-stalled slots (see steering_control)."""
+        """New connections only to serving, non-stalled slots (see .steering)."""
         if self.table is not None:
             self.steering.steer(self.table)
 
@@ -275,10 +271,10 @@ class Master:
         if worker is None:
             return
         booted = self.boot.update(pid, worker)
-        kind = classify(status, asked=pid in self.slots.leaving,
+        kind = classify(status, asked=self.states.is_leaving(pid),
                         aborted=_gunicorn.was_aborted(worker), booted=booted)
         cause = describe_status(status) + ("" if booted else " before it booted")
-        slot = self.slots.exited(pid, workers)  # its successor must boot before traffic
+        slot = self.states.exited(pid, workers)  # its successor must boot before traffic
         self.boot.forget(pid)
         counted = kind is ExitKind.CRASH or (
             kind is ExitKind.TIMEOUT and self.settings.count_timeouts)

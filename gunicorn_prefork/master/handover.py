@@ -20,35 +20,35 @@ from typing import Any
 
 from .. import _gunicorn
 from ..fork import leaving
-from .assignment import SlotAssignment
 from .boot_watch import BootWatch
+from .slot_states import SlotStates
 
 
-def start(server: _gunicorn.ArbiterView, slots: SlotAssignment, log: Any) -> None:
+def start(server: _gunicorn.ArbiterView, states: SlotStates, log: Any) -> None:
     """Fork a successor for every worker that announced it leaves on its own."""
     workers = server.workers()
-    slots.prune(workers)
+    states.prune(workers)
     for pid, worker in list(workers.items()):
         if not leaving.announced(_gunicorn.heartbeat_fd(worker)):
             continue
-        slot = slots.start_handover(pid)
+        slot = states.hands_over(pid)
         if slot is None:
             continue
         _gunicorn.make_oldest(worker, workers)
         log.debug("worker %s leaves on its own: slot %d gets no new connections until "
                   "its successor serves", pid, slot.number)
     # Gunicorn counts the leaving workers among num_workers; replace them now
-    while slots.handovers and len(slots.counted(workers)) < server.num_workers:
+    while states.handing_over and len(states.counted(workers)) < server.num_workers:
         if server.spawn_worker() is None:
             break
 
 
-def defers_kill(server: _gunicorn.ArbiterView, slots: SlotAssignment, boot: BootWatch,
+def defers_kill(server: _gunicorn.ArbiterView, states: SlotStates, boot: BootWatch,
                 pid: int, sig: int) -> bool:
     """Hold back a SIGTERM for ``pid`` while its successor lives and does not serve."""
     if sig != signal.SIGTERM:
         return False
-    successor = slots.successor_of(pid)
+    successor = states.successor_of(pid)
     worker = server.workers().get(successor) if successor is not None else None
     if successor is None or worker is None:  # no successor (TTOU) or it died
         return False

@@ -28,10 +28,9 @@ of a slot no worker serves now) is either sent (the kernel holds it until a work
 reads it) or kept in :attr:`Rescue.pending` and sent on the next tick; the master
 never accepts while anything is pending; nothing here logs (it runs in the stall
 watch's thread). The one call from the master's main loop, :meth:`Rescue.keep_only`,
-never runs at the same time as a tick (both hold the steering lock, see
-:mod:`.steering_control`); should a tick still run inside it, the tick's calls do
-nothing (a tick that sent and closed the connection the main loop was sending would
-make it send a closed descriptor, or pop one it never sent).
+never runs at the same time as a tick: both hold the steering lock (see
+:mod:`.steering`), and ticks run only in the watch thread, never in a signal handler
+of the main thread.
 """
 
 from __future__ import annotations
@@ -83,10 +82,6 @@ class Rescue:
         self.pending: list[tuple[int, socket.socket]] = []
         self._probed: set[int] = set()
         self._next = 0
-        #: the main loop is inside :meth:`keep_only`: a stall tick must not touch
-        #: ``pending`` or the channels then, and does nothing (a second line behind
-        #: the steering lock)
-        self._in_main_loop = False
         #: connections moved to another slot since the start
         self.moved = 0
         #: a descriptor in reserve for reading what workers left unread
@@ -117,25 +112,13 @@ class Rescue:
 
     def keep_only(self, slots: Sequence[Any], targets: Sequence[Any]) -> None:
         """Close the channels of retired slots, moving what is left in them first."""
-        self._in_main_loop = True
-        try:
-            live = {id(slot) for slot in slots}
-            for key in [key for key in self._channels if key not in live]:
-                _, channel = self._channels.pop(key)
-                self.pending.extend(channel.take_left(self.spare))
-                channel.close()
-                self._probed.discard(key)
-            self._flush(targets)
-        finally:
-            self._in_main_loop = False
-
-    def close(self) -> None:
-        for _, channel in self._channels.values():
+        live = {id(slot) for slot in slots}
+        for key in [key for key in self._channels if key not in live]:
+            _, channel = self._channels.pop(key)
+            self.pending.extend(channel.take_left(self.spare))
             channel.close()
-        self._channels.clear()
-        for _, conn in self.pending:
-            conn.close()
-        self.pending.clear()
+            self._probed.discard(key)
+        self._flush(targets)
 
     # -- moving connections ----------------------------------------------------------
 
@@ -143,8 +126,6 @@ class Rescue:
         """From the stall watch, on every tick: take back what stalled slots left
         unread in their channels, probe them, move their queues (a slot stalled
         again after its stall ended is probed again)."""
-        if self._in_main_loop:
-            return
         keys = {id(slot) for slot in stalled}
         self._probed &= keys
         for slot in stalled:
@@ -165,7 +146,7 @@ class Rescue:
     def move(self, source: Any, targets: Sequence[Any]) -> int:
         """Accept what is queued on ``source`` (up to :data:`MOVE_LIMIT`) and pass it
         to ``targets`` in turn; returns how many were moved."""
-        if self._in_main_loop or not targets or not self._flush(targets):
+        if not targets or not self._flush(targets):
             return 0
         moved = 0
         for index, listener in enumerate(source.sockets):
@@ -192,7 +173,7 @@ class Rescue:
         A probe taken with them is sent again on the next tick if the slot still
         stalls (its next worker must get one); a worker still reading the channel
         meanwhile takes each message or leaves it whole."""
-        if self._in_main_loop or not targets:
+        if not targets:
             return 0
         self._take_back(source, targets)
         return self.move(source, targets)
@@ -208,10 +189,6 @@ class Rescue:
         self._probed.discard(id(source))
         self.pending.extend(unread)
         self.moved += len(unread)
-
-    def flush(self, targets: Sequence[Any]) -> bool:
-        """Send what is pending; True when nothing is left pending."""
-        return not self._in_main_loop and self._flush(targets)
 
     def _flush(self, targets: Sequence[Any]) -> bool:
         while self.pending and targets:

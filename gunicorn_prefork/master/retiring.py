@@ -7,13 +7,16 @@ that will have no staying worker are *drained*: new connections are steered away
 while their workers still accept, for :data:`DRAIN_SECONDS` (the master waits that
 long, once per TTOU); then Gunicorn's SIGTERM goes out, each stopping worker takes
 what is queued on its socket, and once no worker holds a drained slot the master
-closes it (:meth:`Retirement.settle`). A slot that still has connections queued and
+closes it (:func:`settle`). A slot that still has connections queued and
 no worker is *stranded*: it is kept (the next new worker takes it) for up to
 ``graceful_timeout`` before it closes anyway, with a warning naming the count.
 
 A slot beyond ``num_workers`` that has no worker at all (its worker had just exited
 when TTOU came, so Gunicorn stops nobody) is retired too; if workers are added back
 meanwhile (TTOU then TTIN), a drained slot is kept for a new worker.
+
+The draining and stranded states are :class:`~.slot_states.SlotStates`'; this module
+only decides (pure policy over them and the table).
 
 Invariants: a slot is only closed when no live worker holds it; ``draining`` and
 ``stranded`` only name slots of the current table.
@@ -26,81 +29,64 @@ from collections.abc import Callable, Container, Mapping
 from typing import Any
 
 from .. import _gunicorn
-from .assignment import SlotAssignment
-from .slot_table import Slot, SlotTable, queued
+from .slot_states import SlotStates
+from .slot_table import Slot, SlotTable
 
 #: How long a slot about to close keeps its worker accepting after new connections
 #: are steered away: handshakes already in flight land in its queue and are served.
 DRAIN_SECONDS = 0.3
 
 
-def queued_on(slot: Slot) -> int:
-    """Connections waiting in the slot's accept queues."""
-    return sum(queued(listener) for listener in slot.sockets)
+def choose_drained(states: SlotStates, table: SlotTable, workers: Mapping[int, Any],
+                   num_workers: int) -> list[Slot]:
+    """Before Gunicorn stops surplus workers: the slots to drain now (a query)."""
+    counted = states.counted(workers)
+    surplus = len(counted) - num_workers
+    draining = states.draining
+    to_retire = len(table.slots) - num_workers - len(draining)
+    if surplus <= 0 or to_retire <= 0:
+        return []
+    by_age = sorted(counted.items(), key=lambda item: _gunicorn.age(item[1]))
+    victims = {pid for pid, _ in by_age[:surplus]}
+    staying = states.staying()
+    kept = {slot for pid, slot in staying.items() if pid not in victims}
+    victim_slots = {staying[pid] for pid in victims if pid in staying}
+    candidates = [slot for slot in table.slots if slot not in kept and slot not in draining]
+    # a victim's slot first: its worker accepts while the slot drains
+    candidates.sort(key=lambda slot: slot not in victim_slots)
+    return candidates[:to_retire]
 
 
-class Retirement:
-    """The slots being drained and those stranded with connections queued."""
-
-    def __init__(self) -> None:
-        self.draining: set[Slot] = set()
-        #: workerless slots with connections queued, and until when they may wait
-        self.stranded: dict[Slot, float] = {}
-
-    def clear(self) -> None:
-        self.draining.clear()
-        self.stranded.clear()
-
-    def choose_drained(self, table: SlotTable, workers: Mapping[int, Any], num_workers: int,
-                       assignment: SlotAssignment) -> list[Slot]:
-        """Before Gunicorn stops surplus workers: the slots to drain now (a query)."""
-        counted = assignment.counted(workers)
-        surplus = len(counted) - num_workers
-        to_retire = len(table.slots) - num_workers - len(self.draining)
-        if surplus <= 0 or to_retire <= 0:
-            return []
-        by_age = sorted(counted.items(), key=lambda item: _gunicorn.age(item[1]))
-        victims = {pid for pid, _ in by_age[:surplus]}
-        staying = assignment.staying()
-        kept = {id(slot) for pid, slot in staying.items() if pid not in victims}
-        victim_slots = {id(staying[pid]) for pid in victims if pid in staying}
-        candidates = [slot for slot in table.slots
-                      if id(slot) not in kept and slot not in self.draining]
-        # a victim's slot first: its worker accepts while the slot drains
-        candidates.sort(key=lambda slot: id(slot) not in victim_slots)
-        return candidates[:to_retire]
-
-    def settle(self, table: SlotTable, live: Container[int], num_workers: int,
-               graceful_timeout: float, assignment: SlotAssignment, log: Any,
-               retired: Callable[[], None]) -> None:
-        """Close drained slots no worker holds any more (``retired()`` after each)."""
-        held = assignment.holders(live)
-        now = time.monotonic()
-        surplus = len(table.slots) - num_workers - len(self.draining)
-        # workerless slots without a queue first: closing them loses nothing
-        for slot in sorted(reversed(table.slots), key=queued_on):
-            if surplus <= 0:
-                break
-            if id(slot) not in held and slot not in self.draining:
-                self.draining.add(slot)
-                surplus -= 1
-        for slot in [slot for slot in table.slots if slot in self.draining]:
-            if id(slot) in held:
+def settle(states: SlotStates, table: SlotTable, live: Container[int], num_workers: int,
+           graceful_timeout: float, log: Any, retired: Callable[[], None]) -> None:
+    """Close drained slots no worker holds any more (``retired()`` after each)."""
+    held = states.holders(live)
+    now = time.monotonic()
+    surplus = len(table.slots) - num_workers - len(states.draining)
+    # workerless slots without a queue first: closing them loses nothing
+    for slot in sorted(reversed(table.slots), key=Slot.queued):
+        if surplus <= 0:
+            break
+        if slot not in held and slot not in states.draining:
+            states.drain([slot])
+            surplus -= 1
+    for slot in [slot for slot in table.slots if slot in states.draining]:
+        if slot in held:
+            continue
+        states.drained(slot)
+        if len(table.slots) > num_workers:
+            lost = slot.queued()
+            if lost and now < states.keep_stranded(slot, now + graceful_timeout):
+                # Connections wait in it and nobody accepts: the next new worker
+                # takes this slot (SlotStates.choose), another one retires.
                 continue
-            self.draining.discard(slot)
-            if len(table.slots) > num_workers:
-                lost = queued_on(slot)
-                if lost and now < self.stranded.setdefault(slot, now + graceful_timeout):
-                    # Connections wait in it and nobody accepts: the next new worker
-                    # takes this slot (SlotAssignment.choose), another one retires.
-                    continue
-                self.stranded.pop(slot, None)
-                table.retire(slot)
-                retired()
-                log.info("retired slot %d; %d listener(s) per bind remain",
-                         slot.number, len(table.slots))
-                if lost:
-                    log.warning("slot %d closed with %d connection(s) queued",
-                                slot.number, lost)
-            else:
-                log.info("slot %d is kept for a new worker", slot.number)
+            states.retired(slot)
+            table.retire(slot)
+            retired()
+            log.info("retired slot %d; %d listener(s) per bind remain",
+                     slot.number, len(table.slots))
+            if lost:
+                log.warning("slot %d closed with %d connection(s) queued",
+                            slot.number, lost)
+        else:
+            log.info("slot %d is kept for a new worker", slot.number)

@@ -116,6 +116,10 @@ class Slot:
         self.number = number
         self.sockets = sockets
 
+    def queued(self) -> int:
+        """Connections waiting in the slot's accept queues."""
+        return sum(queued(listener) for listener in self.sockets)
+
     def close(self) -> None:
         for listener in self.sockets:
             listener.close()
@@ -251,9 +255,6 @@ class SlotTable:
 
     def listeners(self) -> list[Any]:
         return [listener for slot in self.slots for listener in slot.sockets]
-
-    def owns(self, listener: object) -> bool:
-        return any(listener is own for own in self.listeners())
 
     def describe(self) -> str:
         scheme = "https" if self.cfg.is_ssl else "http"

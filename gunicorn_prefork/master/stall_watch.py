@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..fork.progress import ProgressPage
-from .retiring import queued_on
 
 #: A stall that lasts this long gets a warning (once), and an info line when it ends.
 REPORT_AFTER = 1.0
@@ -97,7 +96,7 @@ class StallWatch:
                 state = self._states[watched.number] = _SlotState(since=now)
             count = self.page.read(watched.progress)
             # the counter first: a worker that moved needs no getsockopt on this tick
-            queued = 0 if count != state.count else queued_on(watched.slot)
+            queued = 0 if count != state.count else watched.slot.queued()
             if count != state.count or (queued == 0 and state.stalled_at is None):
                 state.count, state.since = count, now
                 self._end(watched.number, state, now)

@@ -1,6 +1,6 @@
 """Keeping the group's cBPF program in line with the slots' states, stalls included.
 
-The master calls :meth:`SteeringControl.steer` from its main loop whenever workers
+The master calls :meth:`Steering.steer` from its main loop whenever workers
 change (a worker serves, exits, drains, hands over): it looks at the workers'
 heartbeats, builds the immutable :class:`~gunicorn_prefork.master.steering_program.Group` snapshot
 and attaches the program :func:`~gunicorn_prefork.master.steering_program.allowed_indices` gives.
@@ -10,8 +10,8 @@ that snapshot and re-steers when the stalled set changes; on every tick it also 
 :mod:`~gunicorn_prefork.master.rescue` move what is queued on stalled slots and on slots no
 worker serves now to the slots that may take it.
 
-Invariants: a tick and the main loop's :meth:`SteeringControl.steer` never run at
-the same time (both hold :attr:`SteeringControl.lock`; the thread only tries it);
+Invariants: a tick and the main loop's :meth:`Steering.steer` never run at
+the same time (both hold :attr:`Steering.lock`; the thread only tries it);
 the watch never logs; only slots whose worker has booted are watched (early
 connections still spread over workers that are booting). While two masters share
 the slots (a USR2 overlap: each slot has a worker of each master accepting from the
@@ -32,34 +32,31 @@ from typing import Any
 from .. import _gunicorn
 from ..fork.progress import ProgressPage
 from . import stall_watch, steering_program, watch_thread
-from .assignment import SlotAssignment
 from .boot_watch import BootWatch
 from .rescue import Rescue
-from .retiring import Retirement, queued_on
-from .slot_table import SlotTable
+from .slot_states import SlotStates
+from .slot_table import Slot, SlotTable
 from .stall_watch import StallWatch
 from .watch_thread import WatchThread
 
 
-class SteeringControl:
+class Steering:
     """The attached program, the stall watch and the snapshot they share."""
 
-    def __init__(self, server: _gunicorn.ArbiterView, slots: SlotAssignment,
-                 retirement: Retirement, boot: BootWatch, stall_threshold: float,
-                 log: Any, metric: Callable[[str, int], None]) -> None:
+    def __init__(self, server: _gunicorn.ArbiterView, states: SlotStates, boot: BootWatch,
+                 stall_threshold: float, log: Any,
+                 metric: Callable[[str, int], None]) -> None:
         self.server = server
-        self.slots = slots
-        self.retirement = retirement
+        self.states = states
         self.boot = boot
         self.log = log
         self._metric = metric
-        self.steerer = steering_program.Steerer()
+        self.program = steering_program.AttachedProgram()
         self.progress = ProgressPage()
         self.stalls = StallWatch(stall_threshold, self.progress)
         self.rescue = Rescue()
         self._moved_counted = 0
         self.group: steering_program.Group | None = None
-        self._applying = self._dirty = False
         #: held by a tick of the watch and by the main loop while it changes the group
         self.lock = threading.RLock()
         self._thread: WatchThread | None = None
@@ -73,8 +70,13 @@ class SteeringControl:
     def new_group(self) -> None:
         """A new slot table: nothing attached, nothing known."""
         with self.lock:
-            self.steerer.reset()
+            self.program.reset()
             self.group = None
+
+    def set_stall_threshold(self, seconds: float) -> None:
+        """``prefork_stall_threshold`` changed (a HUP); :meth:`watch` applies it."""
+        with self.lock:
+            self.stalls.threshold = seconds
 
     def watch(self, running: bool) -> None:
         """Run the stall watch while ``prefork_stall_threshold`` is on (and no other
@@ -127,7 +129,7 @@ class SteeringControl:
                 self.log.info("a new master shares the slots (USR2): it steers them now")
             else:
                 self.log.info("the new master is gone: steering the slots again")
-                self.steerer.reset()  # whatever it attached last is not ours
+                self.program.reset()  # whatever it attached last is not ours
         if sharing == self._sharing:
             return False
         self._sharing = sharing
@@ -137,23 +139,22 @@ class SteeringControl:
             self.log.info("the stall watch resumes: this master alone serves the slots")
         return True
 
-    def _update_serving(self) -> tuple[set[int], set[int]]:
-        """Look at the staying workers' heartbeats; returns the ids of the slots with a
-        staying worker that serves (or, starting for the first time, soon will), and
-        of those with one that has booted (only those can stall)."""
+    def _update_serving(self) -> tuple[set[Slot], set[Slot]]:
+        """Look at the staying workers' heartbeats; returns the slots with a staying
+        worker that serves (or, starting for the first time, soon will), and those
+        with one that has booted (only those can stall)."""
         workers = self.server.workers()
-        self.slots.prune(workers)
+        self.states.prune(workers)
         serving, booted = set(), set()
-        for pid, slot in self.slots.staying().items():
+        for pid, slot in self.states.staying().items():
             if pid not in workers:
                 continue
             if self.boot.update(pid, workers[pid]):
-                booted.add(id(slot))
-            elif pid in self.slots.awaiting_boot:
+                booted.add(slot)
+            elif self.states.is_awaiting_boot(pid):
                 continue
-            self.slots.awaiting_boot.discard(pid)
-            serving.add(id(slot))
-            self.retirement.stranded.pop(slot, None)
+            self.states.serves(pid)
+            serving.add(slot)
         return serving, booted
 
     def steer(self, table: SlotTable) -> None:
@@ -179,20 +180,18 @@ class SteeringControl:
 
     def _steer(self, table: SlotTable) -> tuple[int, ...] | None:
         serving, booted = self._update_serving()
-        indices = {id(slot): index for index, slot in enumerate(table.slots)}
+        indices = {slot: index for index, slot in enumerate(table.slots)}
         self.progress.keep_only(table.slots)
-        serving_indices = frozenset(indices[i] for i in serving if i in indices)
         self.group = steering_program.Group(
-            len(table.slots), serving_indices,
-            draining=frozenset(indices[id(s)] for s in self.retirement.draining
-                               if id(s) in indices),
-            stranded=frozenset(indices[id(s)] for s in self.retirement.stranded
-                               if id(s) in indices),
+            len(table.slots),
+            serving=frozenset(indices[s] for s in serving if s in indices),
+            draining=frozenset(indices[s] for s in self.states.draining if s in indices),
+            stranded=frozenset(indices[s] for s in self.states.stranded if s in indices),
             num_workers=self.server.num_workers,
             attach_via=tuple(table.slots[0].sockets),
             watched=tuple(stall_watch.WatchedSlot(
                 slot.number,
-                self.progress.index_for(slot) if id(slot) in booted else None, slot)
+                self.progress.index_for(slot) if slot in booted else None, slot)
                 for index, slot in enumerate(table.slots)))
         self.rescue.keep_only(table.slots, self._takers(self.group))
         if self._stepped_aside:
@@ -205,27 +204,13 @@ class SteeringControl:
 
     def _apply(self) -> tuple[int, ...] | None:
         """Attach the program for the current group and stalls; returns the allowed
-        indices when the program changed. Ticks and the main loop hold the same lock;
-        should a call still land inside another (a signal handler of the main thread),
-        the outer one redoes it with the latest state."""
-        if self._applying:
-            self._dirty = True
+        indices when the program changed. Runs under :attr:`lock` (the main loop's
+        :meth:`steer`, or a tick of the watch thread), never from a signal handler."""
+        group = self.group
+        if group is None:
             return None
-        self._applying = True
-        try:
-            changed: tuple[int, ...] | None = None
-            self._dirty = True
-            while self._dirty:
-                self._dirty = False
-                group = self.group
-                if group is None:
-                    break
-                allowed = group.allowed(self.stalls.stalled)
-                if self.steerer.apply(group.attach_via, allowed):
-                    changed = allowed
-            return changed
-        finally:
-            self._applying = False
+        allowed = group.allowed(self.stalls.stalled)
+        return allowed if self.program.apply(group.attach_via, allowed) else None
 
     def _on_tick(self, quiet_until: float | None) -> bool:
         """A tick of the watch thread (under :attr:`lock`): look at the slots,
@@ -281,7 +266,7 @@ class SteeringControl:
         gauge = getattr(self.server.log, "gauge", None)
         if callable(gauge) and table is not None:
             for slot in table.slots:
-                gauge(f"gunicorn.prefork.slot.{slot.number}.queued", queued_on(slot))
+                gauge(f"gunicorn.prefork.slot.{slot.number}.queued", slot.queued())
 
     def _stall_summary(self) -> None:
         """When the watch stops (the master exits): how many stalls it saw, if any."""
@@ -292,6 +277,7 @@ class SteeringControl:
                       self.stalls.total, self.rescue.moved, self.stalls.threshold)
 
     def _worker_on(self, number: int) -> str:
-        pids = [str(pid) for pid, slot in self.slots.staying().items() if slot.number == number]
+        pids = [str(pid) for pid, slot in self.states.staying().items()
+                if slot.number == number]
         return ",".join(pids) or "?"
 

@@ -3,7 +3,7 @@
 Two parts: the *policy*, :func:`allowed_indices`, a pure function of the slots'
 states (which slots serve, which drain, which hold connections nobody accepts),
 and the *mechanism*, a classic BPF program attached to the group (:func:`attach`,
-:func:`detach`, and :class:`Steerer`, which attaches a new program only when the
+:func:`detach`, and :class:`AttachedProgram`, which attaches a new program only when the
 allowed set changes).
 
 A classic BPF program attached with ``SO_ATTACH_REUSEPORT_CBPF`` (no privileges
@@ -139,7 +139,7 @@ class Group:
                                self.num_workers, stalled)
 
 
-class Steerer:
+class AttachedProgram:
     """The program currently attached to one SO_REUSEPORT group."""
 
     def __init__(self) -> None:

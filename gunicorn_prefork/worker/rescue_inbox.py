@@ -47,8 +47,6 @@ class Inbox:
         self._sock = gevent.socket.socket(fileno=fd)
         self._servers = servers
         self._on_probe = on_probe
-        #: connections served from the channel
-        self.received = 0
         #: descriptors the kernel cut off (should stay 0: the reserve prevents it)
         self.cut_off = 0
         self._spare = Spare()
@@ -106,7 +104,6 @@ class Inbox:
             if index >= len(self._servers):
                 socket.socket(fileno=fd).close()
                 continue
-            self.received += 1
             try:  # also after the server closed: it was read, so it is ours to serve
                 self._servers[index].serve_passed(fd)
             except Exception:  # a client gone already: its socket is closed

@@ -16,16 +16,17 @@ class Worker:
             return cls.at
 
 
-def test_booted_after_the_first_heartbeat_and_queries_do_not_look() -> None:
+def test_booted_after_the_first_heartbeat_until_forgotten() -> None:
     watch, worker = BootWatch(), Worker()
     worker.tmp.at = 1.0
     watch.note_spawned(7, worker)
     assert not watch.update(7, worker)
     worker.tmp.at = 2.0
-    assert not watch.booted(7)  # a query reads no heartbeat
-    assert watch.update(7, worker) and watch.booted(7)
+    assert watch.update(7, worker)
+    assert watch.update(7, worker)  # booted stays booted
     watch.forget(7)
-    assert not watch.booted(7)
+    watch.note_spawned(7, worker)  # the pid again: a new worker
+    assert not watch.update(7, worker)
 
 
 def test_heartbeats_during_the_back_off_are_not_a_boot() -> None:

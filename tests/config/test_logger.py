@@ -11,7 +11,7 @@ special = logging.getLogger("prefork-special")
 
 def test_dotted_paths_and_objects() -> None:
     assert resolve_logger("logging.root") is logging.root
-    assert resolve_logger("tests.test_plugin_log:special") is special
+    assert resolve_logger("tests.config.test_logger:special") is special
     assert resolve_logger(special) is special
     assert isinstance(special, LoggerLike)
 

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from gunicorn.config import Config
 
-from gunicorn_prefork.config.reuseport import check_reuseport_possible
 from gunicorn_prefork.errors import StartupError
 from gunicorn_prefork.master.slot_table import SlotTable
 
@@ -79,21 +78,6 @@ def test_port_in_use_is_a_clear_error() -> None:
         port = other.getsockname()[1]
         with pytest.raises(StartupError, match=f"127.0.0.1:{port}: the address is already in use"):
             SlotTable.create(_cfg(), log, [("127.0.0.1", port)], 2)
-
-
-@pytest.mark.parametrize(("binds", "platform", "message"), [
-    (["/tmp/x.sock"], "linux", "bind unix:/tmp/x.sock"),
-    ([3], "linux", "bind fd://3"),
-    ([("127.0.0.1", 80)], "darwin", "platform (darwin)"),
-])
-def test_impossible_setups(binds: list[object], platform: str, message: str) -> None:
-    with pytest.raises(StartupError, match="prefork_reuseport = False") as caught:
-        check_reuseport_possible(binds, platform)
-    assert message in str(caught.value)
-
-
-def test_possible_setup() -> None:
-    check_reuseport_possible([("0.0.0.0", 80), ("::", 80)], "linux")
 
 
 def test_queued_counts_the_accept_queue() -> None:

@@ -44,7 +44,7 @@ def test_a_moved_connection_is_served_and_a_probe_answered(channel: Channel) -> 
     assert channel.send(0, theirs.fileno()) and channel.send(PROBE)
     gevent.sleep(0.05)
     inbox.stop()
-    assert inbox.received == 1 and len(server.served) == 1 and probes == [1]
+    assert len(server.served) == 1 and probes == [1]
     for sock in (ours, theirs, *server.served):
         sock.close()
 
@@ -54,10 +54,11 @@ def test_nothing_is_read_after_stop_even_when_the_read_was_woken_in_the_same_tur
     """The hub wakes the inbox for a message in the same loop turn in which another
     callback stops it (a worker leaving): the message stays in the channel."""
     server = Server()
-    inbox = Inbox(os.dup(channel.worker_end.fileno()), [server], lambda: None)
+    fd = os.dup(channel.worker_end.fileno())
+    inbox = Inbox(fd, [server], lambda: None)  # reads that descriptor
     # started before the inbox waits: libev runs this callback first in the turn
     # in which the channel turns readable
-    stopper = gevent.get_hub().loop.io(inbox._sock.fileno(), 1)
+    stopper = gevent.get_hub().loop.io(fd, 1)
 
     def stop_once() -> None:
         stopper.stop()
@@ -73,7 +74,7 @@ def test_nothing_is_read_after_stop_even_when_the_read_was_woken_in_the_same_tur
     finally:
         stopper.stop()
         stopper.close()
-    assert server.served == [] and inbox.received == 0
+    assert server.served == []
     left = channel.take_left()
     assert [index for index, _ in left] == [0], "the message must stay for the next worker"
     for sock in (ours, theirs, *(conn for _, conn in left)):

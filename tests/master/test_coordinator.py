@@ -85,7 +85,7 @@ class FakeArbiter:
         self._pid += 1
         worker = FakeWorker(self._pid, self._age)
         worker.sockets = list(self.LISTENERS)
-        self.plans.append(child_plan._armed)
+        self.plans.append(child_plan.armed())
         self.WORKERS[self._pid] = worker
         return self._pid
 
@@ -118,7 +118,7 @@ def arbiter() -> Iterator[FakeArbiter]:
 
 
 def slot_of(arbiter: FakeArbiter, pid: int) -> int:
-    return plugin(arbiter).slots.assignment[pid].number
+    return plugin(arbiter).states.slot_of[pid].number
 
 
 def boot_all(arbiter: FakeArbiter) -> list[int]:
@@ -135,7 +135,7 @@ def test_each_first_worker_gets_its_own_slot_and_only_its_sockets(arbiter: FakeA
     table = plugin(arbiter).table
     assert table is not None
     for pid in pids:
-        assert arbiter.WORKERS[pid].sockets == plugin(arbiter).slots.assignment[pid].sockets
+        assert arbiter.WORKERS[pid].sockets == plugin(arbiter).states.slot_of[pid].sockets
     # the child is told to close exactly the other slots' sockets, with no boot delay,
     # and every rescue channel's end but its own slot's worker end
     plan = arbiter.plans[0]
@@ -187,15 +187,15 @@ def test_ttou_drains_the_oldest_workers_slot_then_retires_it(
     arbiter.num_workers = 2
     prefork = plugin(arbiter)
     prefork.drain_surplus()
-    oldest_slot = prefork.slots.assignment[pids[0]]
-    assert prefork.retirement.draining == {oldest_slot}
-    assert prefork.steerer.current == (1, 2)  # new connections avoid the draining slot
+    oldest_slot = prefork.states.slot_of[pids[0]]
+    assert prefork.states.draining == {oldest_slot}
+    assert prefork.steering.program.current == (1, 2)  # new connections avoid the draining slot
     prefork.note_kill(pids[0], signal.SIGTERM)  # what Gunicorn does next
     arbiter.reap(pids[0])
     prefork.settle_drained()
     table = prefork.table
     assert table is not None and len(table.slots) == 2 and oldest_slot not in table.slots
-    assert prefork.steerer.current == ()  # plain hashing over the two left
+    assert prefork.steering.program.current == ()  # plain hashing over the two left
     assert any("retired slot 0" in line for line in arbiter.log.lines)
 
 
@@ -205,13 +205,13 @@ def test_a_vacated_slot_gets_connections_once_its_new_worker_serves(
     prefork = plugin(arbiter)
     arbiter.reap(pids[0], KILLED)
     prefork.steer()
-    assert prefork.steerer.current == (1, 2)
+    assert prefork.steering.program.current == (1, 2)
     new = arbiter.spawn_worker()
     prefork.steer()
-    assert prefork.steerer.current == (1, 2)  # booting
+    assert prefork.steering.program.current == (1, 2)  # booting
     arbiter.WORKERS[new].serve()
     prefork.steer()
-    assert prefork.steerer.current == ()
+    assert prefork.steering.program.current == ()
 
 
 def test_a_worker_leaving_on_its_own_hands_its_slot_over(arbiter: FakeArbiter) -> None:
@@ -224,7 +224,7 @@ def test_a_worker_leaving_on_its_own_hands_its_slot_over(arbiter: FakeArbiter) -
     assert len(arbiter.WORKERS) == 4 and slot_of(arbiter, successor) == 2
     assert leaving.age < min(w.age for pid, w in arbiter.WORKERS.items() if pid != pids[2])
     prefork.steer()
-    assert prefork.steerer.current == (0, 1)
+    assert prefork.steering.program.current == (0, 1)
     assert prefork.defers_kill(pids[2], signal.SIGTERM)  # successor not serving yet
     assert not prefork.defers_kill(pids[1], signal.SIGTERM)
     arbiter.WORKERS[successor].serve()
@@ -260,7 +260,7 @@ def test_a_crashed_slots_replacement_gets_the_back_off_as_boot_delay(
     assert slot_of(arbiter, new) == 0
     arbiter.WORKERS[new].serve()  # notifies while waiting: not booted yet
     prefork.steer()
-    assert prefork.steerer.current == (1, 2)
+    assert prefork.steering.program.current == (1, 2)
     assert any("replaces crashed worker" in line for line in arbiter.log.lines)
 
 

@@ -1,0 +1,29 @@
+"""The shared progress page (:mod:`gunicorn_prefork.fork.progress`), across a real fork."""
+
+from __future__ import annotations
+
+import os
+
+from gunicorn_prefork.fork.progress import CAPACITY, ProgressPage
+
+
+def test_a_workers_bumps_are_seen_by_the_master() -> None:
+    page, slot = ProgressPage(), object()
+    index = page.index_for(slot)
+    assert index is not None and page.index_for(slot) == index
+    pid = os.fork()
+    if pid == 0:  # the worker
+        for _ in range(3):
+            page.bump(index)
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert page.read(index) == 3
+
+
+def test_counters_of_retired_slots_are_reused_and_the_page_has_a_limit() -> None:
+    page = ProgressPage()
+    slots = [object() for _ in range(CAPACITY)]
+    indices = {page.index_for(slot) for slot in slots}
+    assert len(indices) == CAPACITY and page.index_for(object()) is None  # full
+    page.keep_only(slots[1:])
+    assert page.index_for(object()) is not None  # slot 0's counter is free again
