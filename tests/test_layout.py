@@ -78,3 +78,17 @@ def test_the_rules_see_a_cross_side_import(tmp_path: Path) -> None:
     bad = PACKAGE / "worker" / "slot_worker.py"
     assert "gunicorn_prefork.fork.leaving" in _imports(bad)
     assert {_part(m) for m in _imports(PACKAGE / "worker_class.py")} >= set(SIDES)
+
+
+def test_every_subpackage_is_packaged() -> None:
+    """A wheel built from pyproject.toml holds every subpackage (a plain
+    ``packages = ["gunicorn_prefork"]`` left them out: installs from a wheel failed
+    with "No module named 'gunicorn_prefork.config'"; editable installs hid it)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    find_packages = pytest.importorskip("setuptools").find_packages
+
+    config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    include = config["tool"]["setuptools"]["packages"]["find"]["include"]
+    packaged = set(find_packages(str(PACKAGE.parent), include=include))
+    present = {_name(init) for init in PACKAGE.rglob("__init__.py")}
+    assert present <= packaged, present - packaged
