@@ -45,6 +45,8 @@ in ``Arbiter.start`` and ``reload``                    address once, not per slo
 ``gunicorn.util.http_date`` (looked up per response)   :func:`install_http_date`
 ``gunicorn.http.wsgi.Response.write``, ``.sock``,      :func:`install_response_write`
 ``.headers_sent``
+``Response.default_headers/force_close/should_close``, :func:`install_response_headers_hook`
+``.upgrade``, ``.req`` (its ``method``, ``headers``)     and the ``response_*`` helpers
 gevent ``StreamServer.do_read/do_handle``, its         :func:`accept_one`, :func:`busy`
 ``pool.free_count()/size``
 gevent ``StreamServer.socket/_spawn/_handle/do_close``, :func:`passed_connection_server`,
@@ -385,6 +387,35 @@ def install_response_write(
     wsgi.Response.write = make(wsgi.Response.write)
 
 
+def install_response_headers_hook(before: Callable[[Any], None]) -> None:
+    """Call ``before(response)`` each time Gunicorn builds a response's default
+    headers (``Response.default_headers``, where it decides ``Connection``), before it
+    does (worker process only)."""
+    original = wsgi.Response.default_headers
+
+    def default_headers(self: Any) -> Any:
+        before(self)
+        return original(self)
+
+    wsgi.Response.default_headers = default_headers
+
+
+def response_force_close(response: Any) -> None:
+    response.force_close()
+
+
+def response_should_close(response: Any) -> bool:
+    return bool(response.should_close())
+
+
+def response_upgrade(response: Any) -> bool:
+    return bool(getattr(response, "upgrade", False))
+
+
+def response_request(response: Any) -> Any:
+    return getattr(response, "req", None)
+
+
 def response_headers_sent(response: Any) -> bool:
     return bool(response.headers_sent)
 
@@ -410,14 +441,16 @@ def accept_one(server: Any) -> bool:
     return True
 
 
-def passed_connection_server(server: Any) -> Callable[[int], None]:
+def passed_connection_server(server: Any,
+                             taken: Callable[[], None]) -> Callable[[int], None]:
     """What serving a connection passed in by the master takes, captured while the
     gevent ``server`` is open and started (gevent sets a TLS server's handler,
     ``wrap_socket_and_handle``, in ``init_socket()`` at ``start()``): the returned
     callable serves one (by fd) as ``server`` would have (its pool, its handler,
     TLS), also after ``server`` closed (gevent's ``close()`` drops ``socket``,
     ``_spawn`` and ``_handle``; a worker that stops may still have read one from
-    its channel). Sockets are built as ``do_read`` does."""
+    its channel). Sockets are built as ``do_read`` does; ``taken()`` runs for each one
+handed to a handler (gevent then calls the server's ``do_close`` once for it)."""
     from gevent.baseserver import _handle_and_close_when_done
     from gevent.socket import socket as GeventSocket  # worker only: imports gevent
 
@@ -438,6 +471,7 @@ def passed_connection_server(server: Any) -> Callable[[int], None]:
             sock.close()
             return
         args = (sock, address)
+        taken()
         try:
             if spawn is None:
                 _handle_and_close_when_done(handle, close, args)

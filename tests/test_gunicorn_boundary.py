@@ -249,7 +249,8 @@ def test_a_passed_connection_is_served_also_after_its_server_closed() -> None:
     listener.listen(8)
     server = gevent.server.StreamServer(listener, handle)
     server.start()
-    serve = _gunicorn.passed_connection_server(server)
+    taken: list[int] = []
+    serve = _gunicorn.passed_connection_server(server, lambda: taken.append(1))
     server.close()
     with socket.socket() as other:
         other.bind(("127.0.0.1", 0))
@@ -259,5 +260,5 @@ def test_a_passed_connection_is_served_also_after_its_server_closed() -> None:
     client.sendall(b"hello")
     serve(conn.detach())
     gevent.sleep(0.2)
-    assert got == [b"hello"] and client.recv(2) == b"ok"
+    assert got == [b"hello"] and client.recv(2) == b"ok" and taken == [1]
     client.close()

@@ -46,6 +46,7 @@ class PreforkSettings:
     recover_interval: float = 0.0
     count_timeouts: bool = False
     stall_threshold: float = 0.01
+    rebalance: bool = False
     logger: LoggerLike | None = None
     on_ready: Callable[..., object] | None = None
     on_recover: Callable[..., object] | None = None
@@ -145,6 +146,12 @@ SPECS: tuple[_Spec, ...] = (
           "Seconds a slot may hold queued connections while its worker takes none on "
           "(a stalled event loop, a full pool) before new connections avoid it; "
           "0 = off."),
+    _Spec("prefork_rebalance", _parse_bool,
+          "Keep-alive rebalancing: a worker holding 3 or more connections more than "
+          "the least loaded one ends a keep-alive connection after a response "
+          "(Connection: close) about once a second, so its client reconnects to a "
+          "worker with room. Off by default while a rare lost request with it on is "
+          "investigated (issue 16)."),
     _Spec("prefork_logger", _parse_logger,
           "Logger for the plugin's messages: an object with debug/info/warning/error "
           "or a dotted import path; None = Gunicorn's error log."),

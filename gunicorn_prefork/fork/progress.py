@@ -1,15 +1,28 @@
-"""A page of counters shared by the master and its workers: each slot's accept progress.
+"""A page shared by the master and its workers: each slot's progress and load.
 
 The master maps one anonymous shared page before it forks any worker (so every
-worker inherits the same memory) and gives each slot one counter (an *index*,
-handed to the worker in its :class:`~gunicorn_prefork.fork.child_plan.ChildPlan`). A
-worker bumps its slot's counter for every connection it takes on (as it accepts it
-and as its handler starts), from its event loop: the counter stops moving when the
-loop stalls or the worker's pool is full (it stops accepting), and costs nothing
-while the worker is idle (no extra wake-ups). The master only reads.
+worker inherits the same memory) and gives each slot one *index* (handed to the
+worker in its :class:`~gunicorn_prefork.fork.child_plan.ChildPlan`), which names two
+numbers:
+
+* its *progress* counter, which the worker bumps for every connection it takes on
+  (as it accepts it and as its handler starts) and every request it has answered,
+  from its event loop: it stops moving when the loop stalls or the worker's pool is
+  full, and costs nothing while the worker is idle (no extra wake-ups);
+* its *held* count: the connections the worker has taken on and not closed yet
+  (keep-alive connections included), which the worker writes as it takes one on and
+  as it closes one;
+* its *cap*, written by the master: while the worker holds more connections than
+  that, it ends keep-alive connections gracefully (0: no cap), and its *shed*
+  counter, the connections it so ended (keep-alive rebalancing).
+
+Both are plain memory writes (no syscall). The master only reads: the stall watch
+compares progress counters, the steering weighs slots by what they hold.
 
 Invariants: an index belongs to at most one slot at a time (freed when the slot is
-retired); counters wrap at 2**64; readers only compare for equality.
+retired); counters wrap at 2**64; readers only compare them for equality; a held
+count is the worker's last write (a torn read is impossible: one aligned 8-byte
+word).
 """
 
 from __future__ import annotations
@@ -17,15 +30,19 @@ from __future__ import annotations
 import mmap
 from collections.abc import Sequence
 
-#: Counters in the page (one per slot; 8 bytes each).
-CAPACITY = mmap.PAGESIZE // 8
+#: Slots the page has room for.
+CAPACITY = 256
+
+#: Numbers per slot (8 bytes each): progress, held, cap, shed; laid out as four arrays.
+_FIELDS = 4
+_PROGRESS, _HELD, _CAP, _SHED = (field * CAPACITY for field in range(_FIELDS))
 
 
 class ProgressPage:
     """The shared counters; :meth:`index_for` and :meth:`keep_only` run in the master only."""
 
     def __init__(self) -> None:
-        self._map = mmap.mmap(-1, CAPACITY * 8)
+        self._map = mmap.mmap(-1, CAPACITY * _FIELDS * 8)
         self._counters = memoryview(self._map).cast("Q")
         self._owners: dict[int, int] = {}  # id(slot) -> index
         self._free = list(range(CAPACITY - 1, -1, -1))
@@ -35,6 +52,8 @@ class ProgressPage:
         index = self._owners.get(id(slot))
         if index is None and self._free:
             index = self._owners[id(slot)] = self._free.pop()
+            for field in (_HELD, _CAP, _SHED):  # a retired slot's numbers are not its
+                self._counters[field + index] = 0
         return index
 
     def keep_only(self, slots: Sequence[object]) -> None:
@@ -44,8 +63,33 @@ class ProgressPage:
             self._free.append(self._owners.pop(owner))
 
     def read(self, index: int) -> int:
-        return int(self._counters[index])
+        return int(self._counters[_PROGRESS + index])
 
     def bump(self, index: int) -> None:
-        """Worker: one more connection taken on."""
-        self._counters[index] = (self._counters[index] + 1) & 0xFFFFFFFFFFFFFFFF
+        """Worker: one more connection taken on, or request answered."""
+        self._counters[_PROGRESS + index] = (
+            self._counters[_PROGRESS + index] + 1) & 0xFFFFFFFFFFFFFFFF
+
+    def held(self, index: int) -> int:
+        """The connections the slot's worker last said it holds."""
+        return int(self._counters[_HELD + index])
+
+    def set_held(self, index: int, count: int) -> None:
+        """Worker: it holds ``count`` connections now."""
+        self._counters[_HELD + index] = max(0, count)
+
+    def cap(self, index: int) -> int:
+        """Above how many held connections the worker ends keep-alive ones (0: none)."""
+        return int(self._counters[_CAP + index])
+
+    def set_cap(self, index: int, count: int) -> None:
+        """Master: the slot's cap (0: no cap)."""
+        self._counters[_CAP + index] = max(0, count)
+
+    def shed(self, index: int) -> int:
+        """Keep-alive connections the slot's workers ended to rebalance, so far."""
+        return int(self._counters[_SHED + index])
+
+    def count_shed(self, index: int) -> None:
+        """Worker: one keep-alive connection ended to rebalance."""
+        self._counters[_SHED + index] += 1

@@ -33,6 +33,7 @@ from .. import _gunicorn
 from ..fork.progress import ProgressPage
 from . import stall_watch, steering_program, watch_thread
 from .boot_watch import BootWatch
+from .rebalancing import Rebalancing
 from .rescue import Rescue
 from .slot_states import SlotStates
 from .slot_table import Slot, SlotTable
@@ -55,12 +56,17 @@ class Steering:
         self.progress = ProgressPage()
         self.stalls = StallWatch(stall_threshold, self.progress)
         self.rescue = Rescue()
+        self.rebalancing = Rebalancing(self.progress)
         self._moved_counted = 0
         self.group: steering_program.Group | None = None
         #: held by a tick of the watch and by the main loop while it changes the group
         self.lock = threading.RLock()
         self._thread: WatchThread | None = None
         self._running = False
+        #: the watch runs: it weighs slots by load as connections arrive (without it
+        #: the main loop's look, about once a second, would keep a table built from a
+        #: moment's counts)
+        self._watching = False
         #: a USR2 overlap: another master's workers accept on our slots too
         self._sharing = False
         self._stepped_aside = False
@@ -72,6 +78,11 @@ class Steering:
         with self.lock:
             self.program.reset()
             self.group = None
+
+    def set_rebalance(self, enabled: bool) -> None:
+        """``prefork_rebalance`` (start, HUP): write caps, or only zeros."""
+        with self.lock:
+            self.rebalancing.enabled = enabled
 
     def set_stall_threshold(self, seconds: float) -> None:
         """``prefork_stall_threshold`` changed (a HUP); :meth:`watch` applies it."""
@@ -94,11 +105,13 @@ class Steering:
             self._thread.interval = interval
             self._thread.start()
             self._thread.wake()
+            self._watching = True
         else:
             if self._thread is not None:
                 self._thread.stop()
             with self.lock:
                 self.stalls.stalled = frozenset()
+                self._watching = False
 
     def _stop_at_exit(self) -> None:
         """At the master's exit: stop the thread, say how many stalls it saw."""
@@ -174,7 +187,7 @@ class Steering:
             return
         if allowed:
             self.log.debug("new connections go to slot index(es) %s of %d",
-                           list(allowed), len(table.slots))
+                           steering_program.describe(allowed), len(table.slots))
         else:
             self.log.debug("new connections spread over all %d slots", len(table.slots))
 
@@ -209,8 +222,17 @@ class Steering:
         group = self.group
         if group is None:
             return None
-        allowed = group.allowed(self.stalls.stalled)
-        return allowed if self.program.apply(group.attach_via, allowed) else None
+        held = self._held(group) if self._watching else {}
+        table = group.table(self.stalls.stalled, held)
+        return table if self.program.apply(group.attach_via, table) else None
+
+    def _held(self, group: steering_program.Group) -> dict[int, int]:
+        """Connections on each booted slot now (by group index): those its worker's
+        handlers hold, and those queued for it (the look was woken by a connection
+        arriving, which its worker may not have taken yet)."""
+        return {index: self.progress.held(watched.progress) + watched.slot.queued()
+                for index, watched in enumerate(group.watched)
+                if watched.progress is not None}
 
     def _on_tick(self, quiet_until: float | None) -> bool:
         """A tick of the watch thread (under :attr:`lock`): look at the slots,
@@ -221,10 +243,14 @@ class Steering:
         if quiet_until is not None:
             self.stalls.quiet(quiet_until)
         self._tick(group)
-        return self.stalls.busy or bool(self.rescue.pending)
+        # woken by a connection arriving: look once more, after its worker took it
+        # (the load the program is built from may have missed it in between)
+        return self.stalls.busy or bool(self.rescue.pending) or quiet_until is not None
 
     def _tick(self, group: steering_program.Group) -> None:
-        if self.stalls.tick(time.monotonic(), group.watched) and not self._stepped_aside:
+        self.stalls.tick(time.monotonic(), group.watched)
+        if not self._stepped_aside:
+            # stalls, and the load: the program changes only when its table does
             try:
                 self._apply()
             except OSError:
@@ -247,6 +273,9 @@ class Steering:
             events = self.stalls.take_events()
             group = self.group
             others = bool(group is not None and group.takers(self.stalls.stalled))
+            shed = self.rebalancing.update(group, self.stalls.stalled)
+        if shed:
+            self._metric("gunicorn.prefork.shed", shed)
         for event in events:
             worker = self._worker_on(event.slot_number)
             if event.kind == "started":
@@ -267,9 +296,17 @@ class Steering:
         if callable(gauge) and table is not None:
             for slot in table.slots:
                 gauge(f"gunicorn.prefork.slot.{slot.number}.queued", slot.queued())
+                index = self.progress.index_for(slot)
+                if index is not None:
+                    gauge(f"gunicorn.prefork.slot.{slot.number}.held", self.progress.held(index))
 
     def _stall_summary(self) -> None:
-        """When the watch stops (the master exits): how many stalls it saw, if any."""
+        """When the watch stops (the master exits): how many stalls it saw, and how
+        many keep-alive connections were ended to rebalance, if any."""
+        if self.rebalancing.shed:
+            self.log.info("keep-alive rebalancing: %d connection(s) ended after their "
+                          "response on workers holding more than their share",
+                          self.rebalancing.shed)
         if not self.stalls.total and not self.rescue.moved:
             return
         self.log.info("stall watch: %d stall(s) of slots seen, %d queued connection(s) "

@@ -26,7 +26,7 @@ import ctypes
 import errno
 import socket
 import struct
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +103,56 @@ def allowed_indices(count: int, serving: Collection[int], draining: Collection[i
     return allowed
 
 
+#: Held connections apart (most minus fewest) before the steering prefers the least
+#: loaded slots, and the fraction of the mean held that the gap must also reach:
+#: short connections come and go too fast for their counts to mean anything (and
+#: the program would change on every look); held keep-alive connections do.
+MIN_GAP = 1
+GAP_OF_MEAN = 0.25
+
+
+def weighted(allowed: Sequence[int], held: Mapping[int, int]) -> tuple[int, ...]:
+    """Of ``allowed``, the slots holding the fewest connections (Envoy's exact
+    balance: a new connection goes where the fewest are); ``allowed`` itself while
+    the slots hold about the same (see :data:`MIN_GAP`, :data:`GAP_OF_MEAN`)."""
+    allowed = tuple(allowed)
+    if len(allowed) < 2:
+        return allowed
+    loads = [held.get(index, 0) for index in allowed]
+    fewest = min(loads)
+    gap = max(loads) - fewest
+    if gap < MIN_GAP or gap < GAP_OF_MEAN * sum(loads) / len(loads):
+        return allowed
+    return tuple(index for index, load in zip(allowed, loads) if load == fewest)
+
+
+#: How many more connections than the slot holding the fewest a slot must hold
+#: before its worker ends a keep-alive one: the slots end up at most one less apart.
+SHED_GAP = 3
+
+
+def caps(held: Mapping[int, int], takers: Collection[int]) -> dict[int, int]:
+    """Keep-alive rebalancing: for each slot index in ``held``, the number of held
+    connections above which its worker ends keep-alive ones gracefully; 0 = none.
+
+    A slot that may take connections (in ``takers``) and holds :data:`SHED_GAP` or
+    more over the fewest held among them gets a cap of one below what it holds: its
+    worker ends one connection (the master looks again about once a second), whose
+    client reconnects where the fewest are. Gentle on purpose: a new worker holding
+    nothing draws one connection per second from each of the others, not a storm."""
+    sharing = [held[index] for index in held if index in takers]
+    if len(sharing) < 2:
+        return dict.fromkeys(held, 0)
+    fewest = min(sharing)
+    return {index: count - 1 if index in takers and count >= fewest + SHED_GAP else 0
+            for index, count in held.items()}
+
+
+def describe(table: Sequence[int]) -> str:
+    """A program's table for a log line."""
+    return ", ".join(str(index) for index in table)
+
+
 @dataclass(frozen=True)
 class Group:
     """What the master last decided about one SO_REUSEPORT group, as one immutable
@@ -137,6 +187,17 @@ class Group:
     def allowed(self, stalled: Collection[int] = ()) -> tuple[int, ...]:
         return allowed_indices(self.count, self.serving, self.draining, self.stranded,
                                self.num_workers, stalled)
+
+    def table(self, stalled: Collection[int], held: Mapping[int, int]) -> tuple[int, ...]:
+        """The program's table: of the allowed slots, those with the fewest
+        connections held when that matters (:func:`weighted`); ``()`` = the kernel's
+        plain hash over all."""
+        allowed = self.allowed(stalled)
+        if not allowed and len(self.serving) < self.count:
+            return allowed  # none serves: the plain hash until one does
+        spread = allowed or tuple(range(self.count))
+        table = weighted(spread, held)
+        return () if table == spread and not allowed else table
 
 
 class AttachedProgram:

@@ -45,6 +45,13 @@ def wait_for_request(seconds: float) -> Any:
     return _gunicorn.rechecking_timeout(seconds, lambda: bytes_waiting(client))
 
 
+def next_request_waiting() -> bool:
+    """Has the current greenlet's client sent bytes beyond the request being answered
+    (a pipelined request)? False outside a handler. (Never waits.)"""
+    client = getattr(_connection, "client", None)
+    return client is not None and bytes_waiting(client)
+
+
 def bytes_waiting(client: Any) -> bool:
     """Has the peer sent bytes nobody read yet? (Never waits.)"""
     raw = _gunicorn.raw_socket(client)

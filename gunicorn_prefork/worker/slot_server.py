@@ -71,8 +71,11 @@ class SlotServer(StreamServer):  # type: ignore[misc]
     #: What ``close()`` runs (the worker sets it to its stop sequence); by default
     #: the server just closes itself.
     on_close: ClassVar[Callable[[], None] | None] = None
-    #: Called for every connection taken on, before its handler (the worker's progress).
+    #: Called for every connection taken on, before its handler (the worker's progress
+    #: and load), and once when it is done with (closed: its handler ended, or its TLS
+    #: handshake failed).
     on_take: ClassVar[Callable[[], None] | None] = None
+    on_release: ClassVar[Callable[[], None] | None] = None
 
     def __init__(self, listener: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(listener, *args, **kwargs)
@@ -88,20 +91,25 @@ class SlotServer(StreamServer):  # type: ignore[misc]
         is captured after that, so a moved connection gets the same handler (TLS
         included) as one this server accepts."""
         super().init_socket()
-        serve = _gunicorn.passed_connection_server(self)
+        self.serve_passed = _gunicorn.passed_connection_server(self, self._taken)
 
-        def serve_passed(fd: int) -> None:
-            if SlotServer.on_take is not None:
-                SlotServer.on_take()
-            serve(fd)
-
-        self.serve_passed = serve_passed
+    @staticmethod
+    def _taken() -> None:
+        if SlotServer.on_take is not None:
+            SlotServer.on_take()
 
     def do_handle(self, *args: Any) -> None:
         """gevent's hand-off of an accepted connection to its handler (greenlet)."""
-        if SlotServer.on_take is not None:
-            SlotServer.on_take()
+        self._taken()
         super().do_handle(*args)
+
+    def do_close(self, *args: Any) -> None:
+        """gevent's close of a connection taken on, once its handler is done."""
+        try:
+            super().do_close(*args)
+        finally:
+            if SlotServer.on_release is not None:
+                SlotServer.on_release()
 
     def busy(self) -> bool:
         """Are connections still in hand?"""

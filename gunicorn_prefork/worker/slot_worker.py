@@ -39,7 +39,7 @@ import gevent
 
 from .. import _gunicorn
 from ..fork import child_plan, leaving, parent_death
-from . import coalesce, date_cache, request_wait, slot_server
+from . import coalesce, date_cache, request_wait, shedding, slot_server
 from .rescue_inbox import Inbox
 from .slot_server import SlotServer, listener_names
 
@@ -139,12 +139,14 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
         _gunicorn.use_stream_server(SlotServer)
         SlotServer.on_close = self._stop_serving
         SlotServer.on_take = self._took_one
+        SlotServer.on_release = self._released_one
         plan = child_plan.received()
         if plan is not None:  # again: --user/--group cleared it
             parent_death.die_with(plan.master_pid)
         if plan is not None and plan.progress is not None and plan.progress_index is not None:
             self._progress = plan.progress
             self._progress_index = plan.progress_index
+            shedding.install(plan.progress, plan.progress_index)
         if plan is not None and plan.rescue is not None:
             # runs from the loop's first turn, when the servers exist
             self._inbox = Inbox(os.dup(plan.rescue.fileno()), slot_server.servers,
@@ -155,11 +157,24 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
     _progress: Any = None
     _progress_index = 0
     _inbox: Inbox | None = None
+    #: connections whose handler runs now (published for the master's steering)
+    _held = 0
 
     def _took_one(self) -> None:
-        """A connection taken on: the master's stall watch sees us move."""
+        """A connection taken on: the master's stall watch sees us move, its
+        steering sees one more held."""
         if self._progress is not None:
             self._progress.bump(self._progress_index)
+        self._publish_held(+1)
+
+    def _released_one(self) -> None:
+        """A connection taken on is done with (closed)."""
+        self._publish_held(-1)
+
+    def _publish_held(self, change: int) -> None:
+        self._held += change
+        if self._progress is not None:
+            self._progress.set_held(self._progress_index, self._held)
 
     def _answer_probe(self) -> None:
         """The master saw this slot stalled: show that the loop runs (unless the
@@ -181,7 +196,8 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
         self._wait_while(slot_server.busy, float(self.cfg.graceful_timeout))
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
-        self._took_one()  # its handler starts: also progress (after a TLS handshake)
+        if self._progress is not None:  # its handler starts: progress (after TLS)
+            self._progress.bump(self._progress_index)
         request_wait.serving(client)
         name = listener_names.get(id(listener))
         if name is not None:
@@ -200,10 +216,16 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
         Gunicorn serves the next request of a keep-alive connection at once when it
         is already buffered, so a few busy connections would starve the rest (and
         new ones waiting to be accepted) — a p50 of 1 ms with a p99 of seconds.
+
+        A request answered is progress for the master's stall watch while the pool
+        has room: a worker busy answering a burst is not stalled, one whose pool is
+        full still is (it takes no connection on).
         """
         try:
             return super().handle_request(listener_name, req, sock, addr)
         finally:
+            if self._progress is not None and slot_server.taking_connections():
+                self._progress.bump(self._progress_index)
             if self.nr % YIELD_EVERY == 0:
                 gevent.sleep(0)
 

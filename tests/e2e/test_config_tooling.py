@@ -76,6 +76,7 @@ def test_print_config_lists_every_setting_with_its_value(tmp_path: Path) -> None
         "prefork_recover_interval": "0.0",
         "prefork_recover_threshold": "6",
         "prefork_recover_window": "10.0",
+        "prefork_rebalance": "False",
         "prefork_reuseport": "True",
         "prefork_stall_threshold": "0.01",
     }

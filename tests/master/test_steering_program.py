@@ -123,3 +123,56 @@ def test_no_moved_connections_to_booting_draining_stranded_or_unserved_slots() -
     # 0 boots, 2 drains, 3 is stranded, 4 has no serving worker
     assert group.takers() == (1,)
     assert group.takers(stalled={1}) == ()
+
+
+# -- the policy: the least loaded slots first (issue 16) ---------------------------------
+
+def test_slots_holding_about_the_same_are_not_weighed() -> None:
+    assert steering_program.weighted((0, 1, 2, 3), {0: 4, 1: 4, 2: 4, 3: 4}) == (0, 1, 2, 3)
+    # short connections: counts that come and go, a small gap against their mean
+    assert steering_program.weighted((0, 1), {0: 30, 1: 35}) == (0, 1)
+    assert steering_program.weighted((2,), {2: 100}) == (2,)
+
+
+def test_new_connections_go_to_the_slots_holding_the_fewest() -> None:
+    assert steering_program.weighted((0, 1, 2, 3), {0: 7, 1: 4, 2: 2, 3: 2}) == (2, 3)
+    assert steering_program.weighted((0, 1, 2, 3), {0: 1}) == (1, 2, 3)
+    assert steering_program.describe((2, 3)) == "2, 3"
+
+
+def test_the_program_table_weighs_only_allowed_slots() -> None:
+    group = _group(3, serving={0, 1, 2}, booted={0, 1, 2})
+    assert group.table((), {0: 1, 1: 1, 2: 1}) == ()  # all alike: the plain hash
+    assert group.table((), {0: 8, 1: 0, 2: 0}) == (1, 2)
+    assert group.table({1}, {0: 8, 1: 0, 2: 0}) == (2,)  # not a stalled one
+    draining = _group(3, serving={0, 1, 2}, booted={0, 1, 2}, draining=frozenset({1}))
+    assert draining.table((), {0: 8, 1: 0, 2: 0}) == (2,)
+    booting = _group(3, serving=set(), booted=set())
+    assert booting.table((), {}) == ()
+
+
+def test_the_steered_slots_take_every_new_connection(group: list[socket.socket]) -> None:
+    port = group[0].getsockname()[1]
+    steering_program.attach(group[0], steering_program.weighted((0, 1, 2), {0: 9, 1: 0, 2: 9}))
+    clients = _connect(port, 100)
+    assert [_accepted(member) for member in group] == [0, 100, 0]
+    for client in clients:
+        client.close()
+
+
+# -- keep-alive rebalancing: which workers end connections -------------------------------
+
+def test_a_slot_three_over_the_fewest_ends_one_connection_per_look() -> None:
+    assert steering_program.caps({0: 9, 1: 9, 2: 8, 3: 6}, {0, 1, 2, 3}) == \
+        {0: 8, 1: 8, 2: 0, 3: 0}
+    assert steering_program.caps({0: 5, 1: 4, 2: 4, 3: 3}, {0, 1, 2, 3}) == \
+        {0: 0, 1: 0, 2: 0, 3: 0}
+    # a new worker holding nothing: one connection from each of the others
+    assert steering_program.caps({0: 0, 1: 16, 2: 16}, {0, 1, 2}) == {0: 0, 1: 15, 2: 15}
+
+
+def test_only_slots_that_take_connections_share_and_shed() -> None:
+    # slot 3 is stalled: it neither sheds nor counts as the fewest
+    assert steering_program.caps({0: 9, 1: 3, 2: 3, 3: 0}, {0, 1, 2}) == \
+        {0: 8, 1: 0, 2: 0, 3: 0}
+    assert steering_program.caps({0: 9, 1: 0}, {0}) == {0: 0, 1: 0}

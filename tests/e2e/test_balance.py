@@ -1,0 +1,124 @@
+"""New connections go where the fewest are held (issue 16), with real servers.
+
+Each worker publishes how many connections its handlers hold (keep-alive ones
+included) in the page it shares with the master; the master's program sends new
+connections to the slots holding the fewest. Kernel hashing alone puts 16
+keep-alive connections on 4 workers as 7/4/3/2 as often as 4/4/4/4 (stock
+``-k gevent``'s shared socket: whoever accepts first).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import socket
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.server import free_port, running
+
+PREFORK = 'worker_class = "gunicorn_prefork.Worker"\n'
+
+
+def _open(port: int) -> tuple[socket.socket, str]:
+    """A keep-alive connection that got one answer, and the worker that gave it."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        assert chunk, "closed before the answer"
+        data += chunk
+    headers = data.split(b"\r\n\r\n")[0].decode().lower().split("\r\n")
+    pid = next(line.split(":", 1)[1].strip() for line in headers
+               if line.startswith("x-worker-pid:"))
+    return conn, pid
+
+
+def test_keep_alive_connections_opened_one_by_one_spread_evenly(tmp_path: Path) -> None:
+    port = free_port()
+    config = (PREFORK + f'bind = "127.0.0.1:{port}"\nworkers = 4\nloglevel = "info"\n'
+              "prefork_recover_threshold = 0\n")
+    with running(tmp_path, config=config) as server:
+        server.wait_serving(port, 4)
+        held = []
+        try:
+            for _ in range(16):
+                held.append(_open(port))
+                time.sleep(0.1)  # the master looks when a connection arrives
+            per_worker = Counter(pid for _, pid in held)
+        finally:
+            for conn, _ in held:
+                conn.close()
+    assert len(per_worker) == 4 and max(per_worker.values()) - min(per_worker.values()) <= 1, \
+        per_worker
+
+
+class _Client:
+    """A keep-alive client sending a request every ``every`` s, reconnecting when the
+    server ends the connection after a response (``Connection: close``)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.conn: socket.socket | None = None
+        self.pid = ""
+        self.served = self.reconnects = 0
+        self.failures: list[str] = []
+
+    def one(self) -> None:
+        fresh = self.conn is None
+        try:
+            if self.conn is None:
+                self.conn, self.pid = _open(self.port)
+                self.reconnects += 1
+            else:
+                self.conn.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = self.conn.recv(4096)
+                    if not chunk:
+                        raise ConnectionError("closed before the answer")
+                    data += chunk
+                head = data.split(b"\r\n\r\n")[0].decode().lower()
+                if "connection: close" in head:
+                    self.conn.close()
+                    self.conn = None
+            self.served += 1
+        except OSError as exc:
+            self.failures.append(f"{'new' if fresh else 'reused'} connection "
+                                 f"(worker {self.pid}): {exc!r}")
+            if self.conn is not None:
+                self.conn.close()
+            self.conn = None
+
+
+@pytest.mark.xfail(strict=False, reason="issue 16: with rebalancing on, about 1 run in 12 "
+                   "had a request 'closed before the answer' (none in 8 runs with it off); "
+                   "rebalancing stays off by default until that is understood")
+def test_a_burst_of_keep_alive_connections_is_rebalanced(tmp_path: Path) -> None:
+    """32 keep-alive connections opened at once land unevenly; the workers holding
+    two over their share end some after a response (Connection: close), their clients
+    reconnect where there is room: at most 2 apart at the end, no request failed."""
+    port = free_port()
+    config = (PREFORK + f'bind = "127.0.0.1:{port}"\nworkers = 4\nloglevel = "info"\n'
+              "prefork_recover_threshold = 0\nprefork_rebalance = True\n")
+    with running(tmp_path, config=config) as server:
+        server.wait_serving(port, 4)
+        clients = [_Client(port) for _ in range(32)]
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            list(pool.map(lambda client: client.one(), clients))  # opened at once
+            deadline = time.monotonic() + 4
+            while time.monotonic() < deadline:
+                time.sleep(0.1)
+                list(pool.map(lambda client: client.one(), clients))
+        held = Counter(client.pid for client in clients if client.conn is not None)
+        for client in clients:
+            if client.conn is not None:
+                client.conn.close()
+    failures = [failure for client in clients for failure in client.failures]
+    assert not failures, failures
+    assert len(held) == 4 and max(held.values()) - min(held.values()) <= 2, held
+    assert "keep-alive rebalancing:" in server.log() or \
+        sum(client.reconnects for client in clients) == 32  # even from the start
