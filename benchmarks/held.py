@@ -12,6 +12,7 @@ step, per repeat. Load goes to 127.0.0.1 only and stops by itself.
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import socket
 import tempfile
 import time
@@ -21,7 +22,11 @@ from pathlib import Path
 from .results import argument_parser, md_header, md_row
 from .servers import APPS_DIR, Server, free_port, gunicorn_command
 
-WORKER_CLASSES = ("gunicorn_prefork.Worker", "gevent")
+#: (label, worker class, environment): ours with and without prefork_load_aware, stock
+VARIANTS = (("prefork", "gunicorn_prefork.Worker", {}),
+            ("prefork load-aware", "gunicorn_prefork.Worker",
+             {"GUNICORN_PREFORK_LOAD_AWARE": "1"}),
+            ("-k gevent", "gevent", {}))
 HEADER = "x-worker-pid:"
 
 
@@ -39,13 +44,27 @@ def open_held(port: int) -> tuple[socket.socket, str]:
     return conn, next(line[len(HEADER):].strip() for line in lines if line.startswith(HEADER))
 
 
-def measure(worker_class: str, workers: int, sequential: int,
+def measure(worker_class: str, env: dict[str, str], workers: int, sequential: int,
             burst: int) -> tuple[list[int], list[int]]:
     """Connections held per worker (sorted) after the sequential ones, and after the
     burst on top of them."""
     port = free_port()
     command = gunicorn_command(("-k", worker_class), workers, port, "spread_app:app",
                                "--log-level", "warning")
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)  # the server inherits it (prefork_* settings)
+    try:
+        return _measure(command, port, workers, sequential, burst)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _measure(command: list[str], port: int, workers: int, sequential: int,
+             burst: int) -> tuple[list[int], list[int]]:
     with tempfile.TemporaryDirectory(prefix="held-") as tmp, \
             Server(command, Path(tmp, "gunicorn.log"), cwd=APPS_DIR,
                    stop_wait_s=30) as server:
@@ -77,12 +96,13 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    print(md_header(("worker class", "repeat", f"{args.sequential} one by one",
+    print(md_header(("variant", "repeat", f"{args.sequential} one by one",
                      f"then {args.burst} at once", "max-min")))
     for repeat in range(1, args.repeats + 1):
-        for worker_class in WORKER_CLASSES:
-            first, second = measure(worker_class, args.workers, args.sequential, args.burst)
-            print(md_row((worker_class, str(repeat), "/".join(map(str, first)),
+        for label, worker_class, env in VARIANTS:
+            first, second = measure(worker_class, env, args.workers, args.sequential,
+                                    args.burst)
+            print(md_row((label, str(repeat), "/".join(map(str, first)),
                           "/".join(map(str, second)),
                           f"{first[-1] - first[0]}, {second[-1] - second[0]}")))
 

@@ -46,7 +46,7 @@ class PreforkSettings:
     recover_interval: float = 0.0
     count_timeouts: bool = False
     stall_threshold: float = 0.01
-    rebalance: bool = False
+    load_aware: bool = False
     logger: LoggerLike | None = None
     on_ready: Callable[..., object] | None = None
     on_recover: Callable[..., object] | None = None
@@ -146,12 +146,11 @@ SPECS: tuple[_Spec, ...] = (
           "Seconds a slot may hold queued connections while its worker takes none on "
           "(a stalled event loop, a full pool) before new connections avoid it; "
           "0 = off."),
-    _Spec("prefork_rebalance", _parse_bool,
-          "Keep-alive rebalancing: a worker holding 3 or more connections more than "
-          "the least loaded one ends a keep-alive connection after a response "
-          "(Connection: close) about once a second, so its client reconnects to a "
-          "worker with room. Off by default while a rare lost request with it on is "
-          "investigated (issue 16)."),
+    _Spec("prefork_load_aware", _parse_bool,
+          "Experimental (issue 16): new connections go to the workers holding the "
+          "fewest connections, and a worker holding 3 or more more than the least "
+          "loaded one ends a keep-alive connection after a response (Connection: "
+          "close) about once a second, so its client reconnects where there is room."),
     _Spec("prefork_logger", _parse_logger,
           "Logger for the plugin's messages: an object with debug/info/warning/error "
           "or a dotted import path; None = Gunicorn's error log."),

@@ -62,7 +62,7 @@ class Master:
         self.ready = False
         self.steering = Steering(self.server, self.states, self.boot,
                                  self.settings.stall_threshold, self.log, self._metric)
-        self.steering.set_rebalance(self.settings.rebalance)
+        self.steering.set_load_aware(self.settings.load_aware)
 
     # -- configuration -------------------------------------------------------------
 
@@ -107,7 +107,7 @@ class Master:
         if self.reuseport:
             self._take_over_reuse_port()
             self.steering.set_stall_threshold(new.stall_threshold)
-            self.steering.set_rebalance(new.rebalance)
+            self.steering.set_load_aware(new.load_aware)
             self.steering.watch(running=self.table is not None)
         self.steering.log = self.log
 

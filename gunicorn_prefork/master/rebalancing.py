@@ -10,7 +10,7 @@ connections gracefully while it holds more than its cap
 (:mod:`gunicorn_prefork.worker.shedding`), and counts them in the page.
 
 Invariants: only slots that take connections now (serving, booted, not stalled,
-draining or stranded) share and shed; with ``prefork_rebalance = False`` every cap
+draining or stranded) share and shed; with ``prefork_load_aware = False`` every cap
 is 0; runs under the steering lock.
 """
 

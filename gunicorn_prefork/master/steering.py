@@ -67,6 +67,8 @@ class Steering:
         #: the main loop's look, about once a second, would keep a table built from a
         #: moment's counts)
         self._watching = False
+        #: ``prefork_load_aware``
+        self._load_aware = False
         #: a USR2 overlap: another master's workers accept on our slots too
         self._sharing = False
         self._stepped_aside = False
@@ -79,9 +81,11 @@ class Steering:
             self.program.reset()
             self.group = None
 
-    def set_rebalance(self, enabled: bool) -> None:
-        """``prefork_rebalance`` (start, HUP): write caps, or only zeros."""
+    def set_load_aware(self, enabled: bool) -> None:
+        """``prefork_load_aware`` (start, HUP): weigh slots by the connections they
+        hold, and write rebalancing caps (or only zeros)."""
         with self.lock:
+            self._load_aware = enabled
             self.rebalancing.enabled = enabled
 
     def set_stall_threshold(self, seconds: float) -> None:
@@ -222,7 +226,7 @@ class Steering:
         group = self.group
         if group is None:
             return None
-        held = self._held(group) if self._watching else {}
+        held = self._held(group) if self._watching and self._load_aware else {}
         table = group.table(self.stalls.stalled, held)
         return table if self.program.apply(group.attach_via, table) else None
 

@@ -70,13 +70,13 @@ def test_print_config_lists_every_setting_with_its_value(tmp_path: Path) -> None
                  for line in printed.stdout.splitlines() if line.startswith("prefork_"))
     assert shown == {
         "prefork_count_timeouts": "True",
+        "prefork_load_aware": "False",
         "prefork_logger": "None",
         "prefork_on_ready": "None",
         "prefork_on_recover": "None",
         "prefork_recover_interval": "0.0",
         "prefork_recover_threshold": "6",
         "prefork_recover_window": "10.0",
-        "prefork_rebalance": "False",
         "prefork_reuseport": "True",
         "prefork_stall_threshold": "0.01",
     }
