@@ -6,9 +6,9 @@ worker in its :class:`~gunicorn_prefork.fork.child_plan.ChildPlan`), which names
 numbers:
 
 * its *progress* counter, which the worker bumps for every connection it takes on
-  (as it accepts it and as its handler starts) and every request it has answered,
-  from its event loop: it stops moving when the loop stalls or the worker's pool is
-  full, and costs nothing while the worker is idle (no extra wake-ups);
+  (as it accepts it and as its handler starts), from its event loop: it stops moving
+  when the loop stalls or the worker's pool is full, and costs nothing while the
+  worker is idle (no extra wake-ups);
 * its *held* count: the connections the worker has taken on and not closed yet
   (keep-alive connections included), which the worker writes as it takes one on and
   as it closes one;
@@ -66,7 +66,7 @@ class ProgressPage:
         return int(self._counters[_PROGRESS + index])
 
     def bump(self, index: int) -> None:
-        """Worker: one more connection taken on, or request answered."""
+        """Worker: one more connection taken on."""
         self._counters[_PROGRESS + index] = (
             self._counters[_PROGRESS + index] + 1) & 0xFFFFFFFFFFFFFFFF
 
