@@ -14,6 +14,7 @@
 :mod:`.stall_watch`       which slots hold queued connections their worker does not take
 :mod:`.watch_thread`      when the stall watch looks: a thread of its own
 :mod:`.rescue`            moving connections queued on stalled slots to live workers
+:mod:`.rebalancing`       keep-alive rebalancing caps (``prefork_load_aware``)
 ========================  =============================================================
 
 Nothing here imports :mod:`gunicorn_prefork.worker`; what both sides share is in
