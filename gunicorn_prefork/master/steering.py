@@ -247,9 +247,10 @@ class Steering:
         if quiet_until is not None:
             self.stalls.quiet(quiet_until)
         self._tick(group)
-        # woken by a connection arriving: look once more, after its worker took it
-        # (the load the program is built from may have missed it in between)
-        return self.stalls.busy or bool(self.rescue.pending) or quiet_until is not None
+        # load-aware, woken by a connection arriving: look once more, after its worker
+        # took it (the load the program is built from may have missed it in between)
+        again = quiet_until is not None and self._load_aware
+        return self.stalls.busy or bool(self.rescue.pending) or again
 
     def _tick(self, group: steering_program.Group) -> None:
         self.stalls.tick(time.monotonic(), group.watched)
