@@ -2,7 +2,7 @@
 
 The master maps one anonymous shared page before it forks any worker (so every
 worker inherits the same memory) and gives each slot one *index* (handed to the
-worker in its :class:`~gunicorn_prefork.fork.child_plan.ChildPlan`), which names two
+worker in its :class:`~gunicorn_prefork.fork.child_plan.ChildPlan`), which names its
 numbers:
 
 * its *progress* counter, which the worker bumps for every connection it takes on
@@ -14,10 +14,13 @@ numbers:
   as it closes one;
 * its *cap*, written by the master: while the worker holds more connections than
   that, it ends keep-alive connections gracefully (0: no cap), and its *shed*
-  counter, the connections it so ended (keep-alive rebalancing).
+  counter, the connections it so ended (keep-alive rebalancing);
+* its *taken* count: the connections the slot's workers took on since the slot got
+  its index (accepted or passed in; the master's exit summary compares the slots).
 
-Both are plain memory writes (no syscall). The master only reads: the stall watch
-compares progress counters, the steering weighs slots by what they hold.
+All are plain memory writes (no syscall). The master only reads them (and writes
+the cap): the stall watch compares progress counters, the steering weighs slots by
+what they hold.
 
 Invariants: an index belongs to at most one slot at a time (freed when the slot is
 retired); counters wrap at 2**64; readers only compare them for equality; a held
@@ -33,9 +36,10 @@ from collections.abc import Sequence
 #: Slots the page has room for.
 CAPACITY = 256
 
-#: Numbers per slot (8 bytes each): progress, held, cap, shed; laid out as four arrays.
-_FIELDS = 4
-_PROGRESS, _HELD, _CAP, _SHED = (field * CAPACITY for field in range(_FIELDS))
+#: Numbers per slot (8 bytes each): progress, held, cap, shed, taken; laid out as
+#: five arrays.
+_FIELDS = 5
+_PROGRESS, _HELD, _CAP, _SHED, _TAKEN = (field * CAPACITY for field in range(_FIELDS))
 
 
 class ProgressPage:
@@ -52,7 +56,7 @@ class ProgressPage:
         index = self._owners.get(id(slot))
         if index is None and self._free:
             index = self._owners[id(slot)] = self._free.pop()
-            for field in (_HELD, _CAP, _SHED):  # a retired slot's numbers are not its
+            for field in (_HELD, _CAP, _SHED, _TAKEN):  # a retired slot's are not its
                 self._counters[field + index] = 0
         return index
 
@@ -66,9 +70,19 @@ class ProgressPage:
         return int(self._counters[_PROGRESS + index])
 
     def bump(self, index: int) -> None:
-        """Worker: one more connection taken on."""
+        """Worker: its loop moved (a connection's handler started, a probe answered)."""
         self._counters[_PROGRESS + index] = (
             self._counters[_PROGRESS + index] + 1) & 0xFFFFFFFFFFFFFFFF
+
+    def took(self, index: int) -> None:
+        """Worker: one more connection taken on (progress, and the taken count)."""
+        self.bump(index)
+        self._counters[_TAKEN + index] = (
+            self._counters[_TAKEN + index] + 1) & 0xFFFFFFFFFFFFFFFF
+
+    def taken(self, index: int) -> int:
+        """The connections the slot's workers took on since it got its index."""
+        return int(self._counters[_TAKEN + index])
 
     def held(self, index: int) -> int:
         """The connections the slot's worker last said it holds."""

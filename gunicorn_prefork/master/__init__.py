@@ -15,6 +15,7 @@
 :mod:`.watch_thread`      when the stall watch looks: a thread of its own
 :mod:`.rescue`            moving connections queued on stalled slots to live workers
 :mod:`.rebalancing`       keep-alive rebalancing caps (``prefork_load_aware``)
+:mod:`.balance_report`    the exit summary's line on how evenly slots took connections
 ========================  =============================================================
 
 Nothing here imports :mod:`gunicorn_prefork.worker`; what both sides share is in

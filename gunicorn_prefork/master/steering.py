@@ -31,7 +31,7 @@ from typing import Any
 
 from .. import _gunicorn
 from ..fork.progress import ProgressPage
-from . import stall_watch, steering_program, watch_thread
+from . import balance_report, stall_watch, steering_program, watch_thread
 from .boot_watch import BootWatch
 from .rebalancing import Rebalancing
 from .rescue import Rescue
@@ -125,6 +125,7 @@ class Steering:
             self._thread.stop()
         if self.stalls.threshold > 0:
             self._stall_summary()
+            self._balance_summary()
 
     def _watched_fds(self) -> list[int]:
         """What the watch thread sleeps on: every slot's listening sockets (readable
@@ -317,6 +318,17 @@ class Steering:
         self.log.info("stall watch: %d stall(s) of slots seen, %d queued connection(s) "
                       "moved to other workers (prefork_stall_threshold = %gs)",
                       self.stalls.total, self.rescue.moved, self.stalls.threshold)
+
+    def _balance_summary(self) -> None:
+        """When the watch stops (the master exits): the connections each slot took."""
+        group = self.group
+        if group is None:
+            return
+        line = balance_report.balance_line({
+            watched.number: self.progress.taken(watched.progress)
+            for watched in group.watched if watched.progress is not None})
+        if line is not None:
+            self.log.info("%s", line)
 
     def _worker_on(self, number: int) -> str:
         pids = [str(pid) for pid, slot in self.states.staying().items()

@@ -162,9 +162,9 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
 
     def _took_one(self) -> None:
         """A connection taken on: the master's stall watch sees us move, its
-        steering sees one more held."""
+        steering sees one more held, its exit summary one more taken."""
         if self._progress is not None:
-            self._progress.bump(self._progress_index)
+            self._progress.took(self._progress_index)
         self._publish_held(+1)
 
     def _released_one(self) -> None:

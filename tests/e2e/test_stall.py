@@ -122,6 +122,22 @@ def test_a_shutdown_without_stalls_says_nothing_of_the_watch(tmp_path: Path) -> 
     assert "stall watch:" not in server.log()
 
 
+def test_the_exit_summary_says_how_many_connections_each_slot_took(tmp_path: Path) -> None:
+    """Issue 16: the exit summary says how balanced the slots were."""
+    port = free_port()
+    with running(tmp_path, config=_config(port)) as server:
+        server.wait_serving(port, 2)
+        assert all(request("127.0.0.1", port)[0] == 200 for _ in range(40))
+    assert server.wait_exit(15) == 0
+    lines = [line for line in server.log().splitlines()
+             if "connections taken per slot:" in line]
+    assert len(lines) == 1, server.log()
+    counts = re.findall(r"slot \d+: ([\d,]+)", lines[0])
+    assert len(counts) == 2, lines[0]
+    # every request above came on a fresh connection (and wait_serving asked more)
+    assert sum(int(count.replace(",", "")) for count in counts) >= 40, lines[0]
+
+
 def test_tls_connections_moved_off_a_stopped_worker_are_served_over_tls(
         tmp_path: Path, openssl: str) -> None:
     """Issue 19: moved HTTPS connections were served as plain HTTP (the ClientHello

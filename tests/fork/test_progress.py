@@ -15,12 +15,27 @@ def test_a_workers_bumps_are_seen_by_the_master() -> None:
     if pid == 0:  # the worker
         for _ in range(3):
             page.bump(index)
+        page.took(index)
+        page.took(index)
         page.set_held(index, 5)
         os._exit(0)
     assert os.waitpid(pid, 0)[1] == 0
-    assert page.read(index) == 3 and page.held(index) == 5
+    assert page.read(index) == 5 and page.held(index) == 5 and page.taken(index) == 2
     other = page.index_for(object())
     assert other is not None and page.held(other) == 0 and page.read(other) == 0
+    assert page.taken(other) == 0
+
+
+def test_a_reused_counter_starts_with_nothing_taken() -> None:
+    page = ProgressPage()
+    slots = [object() for _ in range(CAPACITY)]
+    for slot in slots:
+        index = page.index_for(slot)
+        assert index is not None
+        page.took(index)
+    page.keep_only(slots[1:])
+    index = page.index_for(object())
+    assert index is not None and page.taken(index) == 0
 
 
 def test_counters_of_retired_slots_are_reused_and_the_page_has_a_limit() -> None:
