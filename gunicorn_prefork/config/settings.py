@@ -149,8 +149,9 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("prefork_load_aware", _parse_bool,
           "Experimental (issue 16): new connections go to the workers holding the "
           "fewest connections, and a worker holding 3 or more more than the least "
-          "loaded one ends a keep-alive connection after a response (Connection: "
-          "close) about once a second, so its client reconnects where there is room."),
+          "loaded one ends the keep-alive connections it holds above the mean after "
+          "their response (Connection: close; at most 16 a second), so their clients "
+          "reconnect where there is room."),
     _Spec("prefork_logger", _parse_logger,
           "Logger for the plugin's messages: an object with debug/info/warning/error "
           "or a dotted import path; None = Gunicorn's error log."),

@@ -5,8 +5,8 @@ New connections go where the fewest are held (:mod:`.steering`), but keep-alive
 connections a burst left on one worker stay there. From its main loop (about once a
 second) the master reads what each slot's worker holds, and writes a *cap* for each
 slot into the shared page (:func:`~.steering_program.caps`: a slot holding three or
-more over the fewest ends one connection per look); the worker ends keep-alive
-connections gracefully while it holds more than its cap
+more over the fewest ends what it holds above the mean, at most 16 per look); the
+worker ends keep-alive connections gracefully while it holds more than its cap
 (:mod:`gunicorn_prefork.worker.shedding`), and counts them in the page.
 
 Invariants: only slots that take connections now (serving, booted, not stalled,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import math
 import socket
 import struct
 from collections.abc import Collection, Mapping, Sequence
@@ -127,8 +128,11 @@ def weighted(allowed: Sequence[int], held: Mapping[int, int]) -> tuple[int, ...]
 
 
 #: How many more connections than the slot holding the fewest a slot must hold
-#: before its worker ends a keep-alive one: the slots end up at most one less apart.
+#: before its worker ends keep-alive ones: the slots end up at most two apart.
 SHED_GAP = 3
+#: Most keep-alive connections one slot's worker ends per look of the master (about
+#: once a second): a new worker among busy ones draws them in steps, not a storm.
+SHED_PER_LOOK = 16
 
 
 def caps(held: Mapping[int, int], takers: Collection[int]) -> dict[int, int]:
@@ -136,15 +140,18 @@ def caps(held: Mapping[int, int], takers: Collection[int]) -> dict[int, int]:
     connections above which its worker ends keep-alive ones gracefully; 0 = none.
 
     A slot that may take connections (in ``takers``) and holds :data:`SHED_GAP` or
-    more over the fewest held among them gets a cap of one below what it holds: its
-    worker ends one connection (the master looks again about once a second), whose
-    client reconnects where the fewest are. Gentle on purpose: a new worker holding
-    nothing draws one connection per second from each of the others, not a storm."""
+    more over the fewest held among them gets a cap of its share: the mean of the
+    takers (rounded up), and never below ``SHED_GAP - 1`` over the fewest; its
+    worker ends what it holds above that (at most :data:`SHED_PER_LOOK` per look,
+    the master looks again about once a second), and those clients reconnect where
+    the fewest are."""
     sharing = [held[index] for index in held if index in takers]
     if len(sharing) < 2:
         return dict.fromkeys(held, 0)
     fewest = min(sharing)
-    return {index: count - 1 if index in takers and count >= fewest + SHED_GAP else 0
+    share = max(fewest + SHED_GAP - 1, math.ceil(sum(sharing) / len(sharing)))
+    return {index: max(share, count - SHED_PER_LOOK)
+            if index in takers and count >= fewest + SHED_GAP else 0
             for index, count in held.items()}
 
 

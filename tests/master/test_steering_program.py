@@ -163,16 +163,24 @@ def test_the_steered_slots_take_every_new_connection(group: list[socket.socket])
 # -- keep-alive rebalancing: which workers end connections -------------------------------
 
 def test_a_slot_three_over_the_fewest_ends_one_connection_per_look() -> None:
+    # mean 8, fewest 6: down to 8 (two over the fewest at most)
     assert steering_program.caps({0: 9, 1: 9, 2: 8, 3: 6}, {0, 1, 2, 3}) == \
         {0: 8, 1: 8, 2: 0, 3: 0}
+    # one slot far over: down to the mean at once (7.75 -> 8)
+    assert steering_program.caps({0: 13, 1: 6, 2: 6, 3: 6}, {0, 1, 2, 3}) == \
+        {0: 8, 1: 0, 2: 0, 3: 0}
     assert steering_program.caps({0: 5, 1: 4, 2: 4, 3: 3}, {0, 1, 2, 3}) == \
         {0: 0, 1: 0, 2: 0, 3: 0}
-    # a new worker holding nothing: one connection from each of the others
-    assert steering_program.caps({0: 0, 1: 16, 2: 16}, {0, 1, 2}) == {0: 0, 1: 15, 2: 15}
+    # a new worker holding nothing: each of the others down to the mean (11)
+    assert steering_program.caps({0: 0, 1: 16, 2: 16}, {0, 1, 2}) == {0: 0, 1: 11, 2: 11}
+    # ... in steps of at most SHED_PER_LOOK
+    step = steering_program.SHED_PER_LOOK
+    assert steering_program.caps({0: 0, 1: 300, 2: 300}, {0, 1, 2}) == \
+        {0: 0, 1: 300 - step, 2: 300 - step}
 
 
 def test_only_slots_that_take_connections_share_and_shed() -> None:
     # slot 3 is stalled: it neither sheds nor counts as the fewest
     assert steering_program.caps({0: 9, 1: 3, 2: 3, 3: 0}, {0, 1, 2}) == \
-        {0: 8, 1: 0, 2: 0, 3: 0}
+        {0: 5, 1: 0, 2: 0, 3: 0}
     assert steering_program.caps({0: 9, 1: 0}, {0}) == {0: 0, 1: 0}
