@@ -11,11 +11,13 @@ keep-alive connections on 4 workers as 7/4/3/2 as often as 4/4/4/4 (stock
 from __future__ import annotations
 
 import concurrent.futures
+import signal
 import socket
 import time
 from collections import Counter
 from pathlib import Path
 
+from tests.load import Load
 from tests.server import free_port, running
 
 PREFORK = 'worker_class = "gunicorn_prefork.Worker"\n'
@@ -123,3 +125,26 @@ def test_a_burst_of_keep_alive_connections_is_rebalanced(tmp_path: Path) -> None
     assert len(held) == 4 and max(held.values()) - min(held.values()) <= 2, held
     assert "keep-alive rebalancing:" in server.log() or \
         sum(client.reconnects for client in clients) == 32  # even from the start
+
+
+def test_shedding_loses_nothing_across_recycling_and_hup(tmp_path: Path) -> None:
+    """Issue 16: keep-alive load while workers recycle (each new one starts holding
+    nothing, so the others end connections for it) and the master reloads twice:
+    every request is answered, none reset, and connections were ended to rebalance."""
+    port = free_port()
+    config = (PREFORK + f'bind = "127.0.0.1:{port}"\nworkers = 4\nloglevel = "info"\n'
+              "prefork_recover_threshold = 0\nprefork_load_aware = True\n"
+              "max_requests = 400\nmax_requests_jitter = 100\n")
+    with running(tmp_path, config=config) as server:
+        server.wait_serving(port, 4)
+        load = Load(port, concurrency=32, keepalive=True).start()
+        for _ in range(2):
+            time.sleep(2.5)
+            server.signal(signal.SIGHUP)
+        time.sleep(2.5)
+        result = load.stop()
+    log = server.log()
+    assert result.lost == 0, result
+    assert log.count("Autorestarting worker") >= 2, "no recycling happened"
+    assert "keep-alive rebalancing:" in log, "nothing was shed"
+
