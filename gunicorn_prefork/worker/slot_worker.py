@@ -51,6 +51,15 @@ QUIET_BEFORE_BOOT = 1.5
 #: req/s; every 4th: p99 19-23 ms at 21-22k req/s; never: p99 110-220 ms, 23k.
 YIELD_EVERY = 4
 
+#: How long a yield sleeps: any positive time, so that the greenlet resumes only on
+#: the loop's next turn, after it polled for I/O. ``gevent.sleep(0)`` may resume it
+#: before the loop polls (gevent's docs say so): a worker with many busy keep-alive
+#: connections then went 10 ms and more without accepting (the master's stall
+#: watch took it for stalled). Measured 2026-12-01, hello c64, 4 workers on the
+#: 2-core machine with the client on it: p99 26 ms instead of 51, no false stalls
+#: instead of 1-3 per run, the same req/s.
+YIELD_SECONDS = 1e-6
+
 #: Longest a quick shutdown (QUIT/INT) waits for requests already accepted.
 QUIT_GRACE_SECONDS = 1.0
 
@@ -212,10 +221,11 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
         """Gunicorn's request handling, yielding to the hub every few requests.
 
-        Every :data:`YIELD_EVERY` requests the worker yields to the gevent hub:
-        Gunicorn serves the next request of a keep-alive connection at once when it
-        is already buffered, so a few busy connections would starve the rest (and
-        new ones waiting to be accepted) — a p50 of 1 ms with a p99 of seconds.
+        Every :data:`YIELD_EVERY` requests the worker yields to the gevent hub until
+        its loop's next turn (:data:`YIELD_SECONDS`): Gunicorn serves the next
+        request of a keep-alive connection at once when it is already buffered, so a
+        few busy connections would starve the rest (and new ones waiting to be
+        accepted) — a p50 of 1 ms with a p99 of seconds.
 
         (Counting each answered request as stall-watch progress, so that a worker
         busy with a burst is not taken for stalled, cost 6-13 % of hello-world req/s
@@ -225,7 +235,7 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
             return super().handle_request(listener_name, req, sock, addr)
         finally:
             if self.nr % YIELD_EVERY == 0:
-                gevent.sleep(0)
+                gevent.sleep(YIELD_SECONDS)
 
     def handle_quit(self, sig: int, frame: FrameType | None) -> None:
         """Quick shutdown (QUIT, INT; the old master after USR2).
