@@ -77,7 +77,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .masterlog import stall_summary
+from .masterlog import cpu_waits, stall_summary
 from .procfs import children, cpu_seconds, loadavg, rss_mib, system_cpu
 from .results import (
     RESULTS_DIR,
@@ -159,6 +159,8 @@ class Run:
     #: ours: stalls the master's stall watch saw, connections it moved (None: no line)
     stalls: int | None = None
     moved: int | None = None
+    #: ours: waits past the threshold that were a worker waiting for a CPU
+    cpu_waits: int = 0
 
 
 # --- servers ------------------------------------------------------------------------------
@@ -294,8 +296,11 @@ def run_once(args: argparse.Namespace, variant: Variant, workload: Workload, rep
                 run.other_load_pct = max(0.0, other) / all_s * 100
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         run.error = str(exc)
-    if log_path.exists() and (summary := stall_summary(log_path.read_text(errors="replace"))):
-        run.stalls, run.moved = summary
+    if log_path.exists():
+        text = log_path.read_text(errors="replace")
+        if variant.name == "prefork":
+            run.stalls, run.moved = stall_summary(text) or (0, 0)
+            run.cpu_waits = cpu_waits(text)
     return run
 
 
@@ -429,7 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if watched:
         print("\nstall watch (ours; false alarms if not 0): "
               + ", ".join(f"r{r.repeat} {r.workload} {r.variant} {r.stalls} stalls "
-                          f"{r.moved} moved" for r in watched))
+                          f"{r.moved} moved, {r.cpu_waits} waits for a CPU"
+                          for r in watched))
     for name, reason in skipped.items():
         print(f"\n{name}: skipped: {reason}")
     print("\nmedian (min-max) over repeats; ratio: sleep = req/s / (conns / 0.1 s), hello = "

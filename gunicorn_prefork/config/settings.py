@@ -144,7 +144,8 @@ SPECS: tuple[_Spec, ...] = (
           "Count worker timeouts as crashes."),
     _Spec("prefork_stall_threshold", _parse_seconds,
           "Seconds a slot may hold queued connections while its worker takes none on "
-          "(a stalled event loop, a full pool) before new connections avoid it; "
+          "(a stalled event loop, a full pool) before new connections avoid it; time "
+          "the worker waits for a CPU does not count (up to 10 thresholds); "
           "0 = off."),
     _Spec("prefork_load_aware", _parse_bool,
           "Experimental (issue 16): new connections go to the workers holding the "

@@ -12,6 +12,7 @@
 :mod:`.steering_program`  which slots take new connections (policy) and the cBPF program
 :mod:`.steering`          keeps the attached program in line with the states and stalls
 :mod:`.stall_watch`       which slots hold queued connections their worker does not take
+:mod:`.worker_cpu`        a worker's CPU time and state (waiting for a CPU is no stall)
 :mod:`.watch_thread`      when the stall watch looks: a thread of its own
 :mod:`.rescue`            moving connections queued on stalled slots to live workers
 :mod:`.rebalancing`       keep-alive rebalancing caps (``prefork_load_aware``)

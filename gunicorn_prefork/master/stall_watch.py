@@ -13,7 +13,11 @@ hashing connections into the stuck worker's queue. So the master watches each sl
   on (:mod:`gunicorn_prefork.fork.progress`).
 
 A slot is *stalled* when its queue has not been empty and its counter has not moved
-for ``prefork_stall_threshold`` seconds; it stays stalled until the counter moves
+for ``prefork_stall_threshold`` seconds, not counting what its worker spent waiting
+for a CPU (:mod:`.worker_cpu`): a worker that is runnable but has run less than the
+threshold since its queue filled is only behind a saturated machine's other
+processes, and gets until it has run that long, or until :func:`cpu_wait_limit`
+has passed on the wall clock. It stays stalled until the counter moves
 (the master moves its queued connections to live workers, :mod:`.rescue`, so an
 empty queue says nothing; a probe through the rescue channel makes a worker whose
 loop runs again bump its counter even when nothing is left for it to take). A
@@ -31,11 +35,14 @@ should hear in :attr:`StallWatch.events` for the main loop to log.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..fork.progress import ProgressPage
+from .worker_cpu import CpuSample
+
+CpuReader = Callable[[tuple[int, ...]], "CpuSample | None"]
 
 #: A stall that lasts this long gets a warning (once), and an info line when it ends.
 REPORT_AFTER = 1.0
@@ -48,6 +55,8 @@ class WatchedSlot:
     number: int
     progress: int | None
     slot: Any  # the Slot: its listeners
+    #: the slot's workers (for their CPU state); none: the wall clock alone
+    pids: tuple[int, ...] = ()
 
 
 @dataclass
@@ -57,6 +66,9 @@ class _SlotState:
     stalled_at: float | None = None
     reported: bool = False
     queued: int = 0
+    #: nanoseconds its workers had run at the first look that saw the queue wait
+    ran_from: int | None = None
+    deferred: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,11 @@ class StallWatch:
     busy: bool = False
     events: list[StallEvent] = field(default_factory=list)
     total: int = 0
+    #: reads the workers' CPU time and state (:class:`.worker_cpu.WorkerCpu`);
+    #: None: the wall clock alone decides
+    cpu: CpuReader | None = None
+    #: waits past the threshold not taken for stalls: the worker was waiting for a CPU
+    deferred: int = 0
     _states: dict[int, _SlotState] = field(default_factory=dict)
 
     def tick(self, now: float, slots: Sequence[WatchedSlot]) -> bool:
@@ -99,10 +116,15 @@ class StallWatch:
             queued = 0 if count != state.count else watched.slot.queued()
             if count != state.count or (queued == 0 and state.stalled_at is None):
                 state.count, state.since = count, now
+                state.ran_from, state.deferred = None, False
                 self._end(watched.number, state, now)
                 continue
             busy = True
+            if state.ran_from is None and state.stalled_at is None:
+                state.ran_from = self._ran(watched)
             if now - state.since < self.threshold:
+                continue
+            if state.stalled_at is None and self._waits_for_cpu(watched, state, now):
                 continue
             stalled.add(index)
             state.queued = max(state.queued, queued)
@@ -120,6 +142,29 @@ class StallWatch:
         self.stalled = frozenset(stalled)
         self.busy = busy
         return changed
+
+    def _ran(self, watched: WatchedSlot) -> int | None:
+        sample = self.cpu(watched.pids) if self.cpu is not None and watched.pids else None
+        return None if sample is None else sample.ran_ns
+
+    def _waits_for_cpu(self, watched: WatchedSlot, state: _SlotState, now: float) -> bool:
+        """Past the threshold: is the worker only behind on a busy machine (runnable,
+        run less than the threshold since its queue filled)?"""
+        if self.cpu is None or not watched.pids:
+            return False
+        if now - state.since >= cpu_wait_limit(self.threshold):
+            return False
+        sample = self.cpu(watched.pids)
+        if sample is None or not sample.runnable:
+            return False  # gone, stopped, or blocked in a call: it takes nothing on
+        if state.ran_from is None:
+            state.ran_from = sample.ran_ns  # first look: from now on
+        if sample.ran_ns - state.ran_from >= self.threshold * 1e9:
+            return False  # it ran a threshold's worth without taking its queue on
+        if not state.deferred:
+            state.deferred = True
+            self.deferred += 1
+        return True
 
     def quiet(self, until: float) -> None:
         """Nothing was queued on any slot until ``until`` (the watch slept until a
@@ -139,6 +184,12 @@ class StallWatch:
         """From the main loop: what happened since the last call."""
         events, self.events = self.events, []
         return events
+
+
+def cpu_wait_limit(threshold: float) -> float:
+    """How long a queue may wait for a worker that waits for a CPU: ten thresholds,
+    at least 0.1 s."""
+    return max(0.1, 10 * threshold)
 
 
 def tick_interval(threshold: float) -> float:

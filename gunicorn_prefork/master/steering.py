@@ -39,6 +39,7 @@ from .slot_states import SlotStates
 from .slot_table import Slot, SlotTable
 from .stall_watch import StallWatch
 from .watch_thread import WatchThread
+from .worker_cpu import WorkerCpu
 
 
 class Steering:
@@ -54,7 +55,9 @@ class Steering:
         self._metric = metric
         self.program = steering_program.AttachedProgram()
         self.progress = ProgressPage()
-        self.stalls = StallWatch(stall_threshold, self.progress)
+        self.cpu = WorkerCpu()
+        self.stalls = StallWatch(stall_threshold, self.progress,
+                                 cpu=self.cpu.sample if self.cpu.available else None)
         self.rescue = Rescue()
         self.rebalancing = Rebalancing(self.progress)
         self._moved_counted = 0
@@ -157,18 +160,19 @@ class Steering:
             self.log.info("the stall watch resumes: this master alone serves the slots")
         return True
 
-    def _update_serving(self) -> tuple[set[Slot], set[Slot]]:
+    def _update_serving(self) -> tuple[set[Slot], dict[Slot, tuple[int, ...]]]:
         """Look at the staying workers' heartbeats; returns the slots with a staying
         worker that serves (or, starting for the first time, soon will), and those
-        with one that has booted (only those can stall)."""
+        with one that has booted (only those can stall), with those workers."""
         workers = self.server.workers()
         self.states.prune(workers)
-        serving, booted = set(), set()
+        serving: set[Slot] = set()
+        booted: dict[Slot, tuple[int, ...]] = {}
         for pid, slot in self.states.staying().items():
             if pid not in workers:
                 continue
             if self.boot.update(pid, workers[pid]):
-                booted.add(slot)
+                booted[slot] = (*booted.get(slot, ()), pid)
             elif self.states.is_awaiting_boot(pid):
                 continue
             self.states.serves(pid)
@@ -209,8 +213,10 @@ class Steering:
             attach_via=tuple(table.slots[0].sockets),
             watched=tuple(stall_watch.WatchedSlot(
                 slot.number,
-                self.progress.index_for(slot) if slot in booted else None, slot)
+                self.progress.index_for(slot) if slot in booted else None, slot,
+                booted.get(slot, ()))
                 for index, slot in enumerate(table.slots)))
+        self.cpu.keep_only(pid for pids in booted.values() for pid in pids)
         self.rescue.keep_only(table.slots, self._takers(self.group))
         if self._stepped_aside:
             return None  # the new master steers while it shares the slots with us
@@ -313,6 +319,10 @@ class Steering:
             self.log.info("keep-alive rebalancing: %d connection(s) ended after their "
                           "response on workers holding more than their share",
                           self.rebalancing.shed)
+        if self.stalls.deferred:
+            self.log.info("stall watch: %d wait(s) past the threshold were a worker "
+                          "waiting for a CPU (a busy machine), not stalls",
+                          self.stalls.deferred)
         if not self.stalls.total and not self.rescue.moved:
             return
         self.log.info("stall watch: %d stall(s) of slots seen, %d queued connection(s) "

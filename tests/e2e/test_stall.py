@@ -17,6 +17,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -223,3 +224,40 @@ def test_during_a_usr2_overlap_neither_master_watches_stalls(tmp_path: Path) -> 
     for pid in (server.pid, new_master):
         assert f"[{pid}] [INFO] prefork: the stall watch pauses while two masters" in log, log
     assert f"[{server.pid}] [INFO] prefork: a new master shares the slots (USR2)" in log, log
+
+
+SPIN = "import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass\n"
+
+
+def test_a_worker_waiting_for_a_cpu_gets_time_before_it_counts_as_stalled(
+        tmp_path: Path) -> None:
+    """Issue 16 ("a burst is not a stall"): a worker that is runnable but gets no CPU
+    (here: pinned to CPU 0 under a real-time hog) is not stalled at the threshold;
+    its queue waits up to 10 thresholds (0.1 s) and is then moved. Every request is
+    answered, and the exit summary says the watch waited for a CPU."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs 2 CPUs (the hog takes one)")
+    if subprocess.run(["chrt", "-f", "1", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no SCHED_FIFO here (chrt -f needs CAP_SYS_NICE)")
+    port = free_port()
+    with running(tmp_path, config=_config(port)) as server:
+        server.wait_serving(port, 2)
+        starved = min(server.worker_pids())
+        others = {server.pid, os.getpid(), *(server.worker_pids() - {starved})}
+        for pid in others:
+            os.sched_setaffinity(pid, {1})
+        os.sched_setaffinity(starved, {0})
+        hog = subprocess.Popen(["taskset", "-c", "0", "chrt", "-f", "1", sys.executable,
+                                "-c", SPIN.format(seconds=0.6)])
+        try:
+            time.sleep(0.1)
+            with concurrent.futures.ThreadPoolExecutor(BURST) as pool:
+                answers = list(pool.map(lambda _: _pid(port, 10), range(3 * BURST)))
+        finally:
+            hog.wait(30)
+            for pid in (*others, starved):
+                os.sched_setaffinity(pid, range(os.cpu_count() or 2))
+    assert "no answer" not in answers, answers
+    log = server.log()
+    assert re.search(r"stall watch: \d+ wait\(s\) past the threshold were a worker "
+                     r"waiting for a CPU", log), log

@@ -10,7 +10,9 @@ from gunicorn_prefork.master.stall_watch import (
     REPORT_AFTER,
     StallWatch,
     WatchedSlot,
+    cpu_wait_limit,
 )
+from gunicorn_prefork.master.worker_cpu import CpuSample
 from tests.listening import Listener, Slot
 
 
@@ -55,4 +57,81 @@ def test_a_worker_that_takes_connections_on_is_not_stalled(
         page.bump(slots[0].progress or 0)        # busy, but it moves
         assert not watch.tick(step * 0.01, slots)
     assert watch.total == 0
+    del clients
+
+
+class _FakeCpu:
+    """The scheduler's view of the slot's worker, set by the test."""
+
+    def __init__(self) -> None:
+        self.ran_ns = 0
+        self.runnable = True
+        self.readable = True
+
+    def __call__(self, pids: tuple[int, ...]) -> CpuSample | None:
+        assert pids == (4242,)
+        return CpuSample(self.ran_ns, self.runnable) if self.readable else None
+
+
+def _cpu_watch(listening: socket.socket
+               ) -> tuple[StallWatch, _FakeCpu, list[WatchedSlot], list[socket.socket]]:
+    page = ProgressPage()
+    slot = Slot([Listener(listening)])
+    cpu = _FakeCpu()
+    watch = StallWatch(0.02, page, cpu=cpu)
+    clients = [socket.create_connection(listening.getsockname()) for _ in range(2)]
+    return watch, cpu, [WatchedSlot(1, page.index_for(slot), slot, (4242,))], clients
+
+
+def test_a_worker_waiting_for_a_cpu_is_not_stalled_until_it_ran_a_threshold(
+        listening: socket.socket) -> None:
+    watch, cpu, slots, clients = _cpu_watch(listening)
+    watch.tick(0.0, slots)                       # the queue waits: CPU read from here
+    assert not watch.tick(0.05, slots)           # past the threshold, ran nothing
+    cpu.ran_ns = 15_000_000
+    assert not watch.tick(0.07, slots) and watch.deferred == 1
+    cpu.ran_ns = 20_000_000                      # ran 20 ms and took nothing on
+    assert watch.tick(0.08, slots) and watch.stalled == {0}
+    assert watch.total == 1 and watch.deferred == 1
+    del clients
+
+
+def test_a_worker_that_does_not_run_is_stalled_at_the_threshold(
+        listening: socket.socket) -> None:
+    """Stopped (SIGSTOP) or blocked in a call: not runnable, so the wall clock."""
+    watch, cpu, slots, clients = _cpu_watch(listening)
+    cpu.runnable = False
+    watch.tick(0.0, slots)
+    assert not watch.tick(0.01, slots)
+    assert watch.tick(0.03, slots) and watch.deferred == 0
+    del clients
+
+
+def test_waiting_for_a_cpu_has_a_limit(listening: socket.socket) -> None:
+    watch, _, slots, clients = _cpu_watch(listening)
+    watch.tick(0.0, slots)
+    assert not watch.tick(cpu_wait_limit(0.02) - 0.01, slots)
+    assert watch.tick(cpu_wait_limit(0.02), slots) and watch.stalled == {0}
+    del clients
+
+
+def test_an_unreadable_worker_goes_by_the_wall_clock(listening: socket.socket) -> None:
+    watch, cpu, slots, clients = _cpu_watch(listening)
+    cpu.readable = False
+    watch.tick(0.0, slots)
+    assert watch.tick(0.03, slots) and watch.stalled == {0}
+    del clients
+
+
+def test_the_cpu_clock_restarts_when_the_worker_moves(listening: socket.socket) -> None:
+    watch, cpu, slots, clients = _cpu_watch(listening)
+    page = watch.page
+    watch.tick(0.0, slots)
+    cpu.ran_ns = 19_000_000
+    assert not watch.tick(0.05, slots)
+    page.bump(slots[0].progress or 0)            # it took one on: a new wait begins
+    assert not watch.tick(0.06, slots)
+    watch.tick(0.07, slots)                      # read from 19 ms
+    cpu.ran_ns = 30_000_000
+    assert not watch.tick(0.09, slots)           # 11 ms since: not yet
     del clients
