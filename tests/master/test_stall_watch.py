@@ -96,6 +96,17 @@ def test_a_worker_waiting_for_a_cpu_is_not_stalled_until_it_ran_a_threshold(
     del clients
 
 
+def test_a_worker_that_had_its_share_of_a_cpu_is_stalled_at_the_threshold(
+        listening: socket.socket) -> None:
+    """CPU-bound code on a busy machine: it runs half the time and takes nothing on."""
+    watch, cpu, slots, clients = _cpu_watch(listening)
+    watch.tick(0.0, slots)
+    watch.tick(0.005, slots)                     # the queue waits: CPU read from here
+    cpu.ran_ns = 12_000_000
+    assert watch.tick(0.025, slots) and watch.stalled == {0} and watch.deferred == 0
+    del clients
+
+
 def test_a_worker_that_does_not_run_is_stalled_at_the_threshold(
         listening: socket.socket) -> None:
     """Stopped (SIGSTOP) or blocked in a call: not runnable, so the wall clock."""
@@ -127,11 +138,13 @@ def test_the_cpu_clock_restarts_when_the_worker_moves(listening: socket.socket) 
     watch, cpu, slots, clients = _cpu_watch(listening)
     page = watch.page
     watch.tick(0.0, slots)
-    cpu.ran_ns = 19_000_000
+    cpu.ran_ns = 9_000_000
     assert not watch.tick(0.05, slots)
     page.bump(slots[0].progress or 0)            # it took one on: a new wait begins
     assert not watch.tick(0.06, slots)
-    watch.tick(0.07, slots)                      # read from 19 ms
+    watch.tick(0.07, slots)                      # read from 9 ms
+    cpu.ran_ns = 14_000_000
+    assert not watch.tick(0.09, slots)           # 5 ms since: not yet
     cpu.ran_ns = 30_000_000
-    assert not watch.tick(0.09, slots)           # 11 ms since: not yet
+    assert watch.tick(0.10, slots)               # 21 ms since: stalled
     del clients
