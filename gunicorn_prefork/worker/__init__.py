@@ -6,6 +6,7 @@
 :mod:`.slot_server`    the gevent server per listening socket of the slot
 :mod:`.rescue_inbox`   connections the master moved here (the rescue channel)
 :mod:`.request_wait`   the ``keepalive`` wait that never cuts an arrived request
+:mod:`.loop_turn`      how long the event loop's current turn has run (when to yield)
 :mod:`.shedding`       ending keep-alive connections over the master's cap
 :mod:`.coalesce`       one send for a response's headers and first body write
 :mod:`.date_cache`     one ``Date:`` string per second

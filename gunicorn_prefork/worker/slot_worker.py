@@ -39,7 +39,7 @@ import gevent
 
 from .. import _gunicorn
 from ..fork import child_plan, leaving, parent_death
-from . import coalesce, date_cache, request_wait, shedding, slot_server
+from . import coalesce, date_cache, loop_turn, request_wait, shedding, slot_server
 from .rescue_inbox import Inbox
 from .slot_server import SlotServer, listener_names
 
@@ -59,6 +59,15 @@ YIELD_EVERY = 4
 #: 2-core machine with the client on it: p99 26 ms instead of 51, no false stalls
 #: instead of 1-3 per run, the same req/s.
 YIELD_SECONDS = 1e-6
+
+#: A keep-alive handler also yields when the loop's turn has run this long
+#: (:mod:`.loop_turn`): with many busy connections every 4th request is not enough,
+#: a turn ran for 10 ms of CPU while a new connection waited. Measured 2026-12-01
+#: (hello c64, wrk on the 2 cores, 27.0.1, 2 runs each; budget 5 ms / none):
+#: 2 workers 1.03x / 1.02x stock req/s, p99 10.5 / 21.6 ms; 4 workers 0.98x / 1.05x,
+#: p99 21 / 28 ms; 4 workers load-aware: p99 13 / 43 ms, balance 1.07 / 1.24,
+#: stalls 3 / 73. (2 ms: 4 workers 0.98x, p99 16 ms; 2 workers 0.99x, p99 9 ms.)
+TURN_BUDGET = 0.005
 
 #: Longest a quick shutdown (QUIT/INT) waits for requests already accepted.
 QUIT_GRACE_SECONDS = 1.0
@@ -161,6 +170,7 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
             self._inbox = Inbox(os.dup(plan.rescue.fileno()), slot_server.servers,
                                 self._answer_probe)
             self._inbox.start()
+        loop_turn.install()
         super().run()
 
     _progress: Any = None
@@ -218,10 +228,11 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
         not cut a request that has arrived (:mod:`.request_wait`)."""
         return request_wait.wait_for_request(self.cfg.keepalive)
 
-    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> None:
         """Gunicorn's request handling, yielding to the hub every few requests.
 
-        Every :data:`YIELD_EVERY` requests the worker yields to the gevent hub until
+        Every :data:`YIELD_EVERY` requests, and after each request once the loop's
+        turn has run :data:`TURN_BUDGET`, the worker yields to the gevent hub until
         its loop's next turn (:data:`YIELD_SECONDS`): Gunicorn serves the next
         request of a keep-alive connection at once when it is already buffered, so a
         few busy connections would starve the rest (and new ones waiting to be
@@ -231,10 +242,12 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
         busy with a burst is not taken for stalled, cost 6-13 % of hello-world req/s
         on 2 workers, measured 2026-11-30: not done.)
         """
-        keep_alive = super().handle_request(listener_name, req, sock, addr)
-        if keep_alive and self.nr % YIELD_EVERY == 0:
+        # a response that ends its connection raises StopIteration (Gunicorn 20.1 to
+        # 27; the gevent worker's handle_request returns None either way): no yield,
+        # the connection closes at once
+        super().handle_request(listener_name, req, sock, addr)
+        if self.nr % YIELD_EVERY == 0 or loop_turn.age() > TURN_BUDGET:
             gevent.sleep(YIELD_SECONDS)
-        return keep_alive
 
     def handle_quit(self, sig: int, frame: FrameType | None) -> None:
         """Quick shutdown (QUIT, INT; the old master after USR2).

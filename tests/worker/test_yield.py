@@ -12,10 +12,13 @@ socket that is ready must be seen within their first rounds.
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import gevent
 import gevent.socket
+import pytest
 
+from gunicorn_prefork.worker import slot_worker
 from gunicorn_prefork.worker.slot_worker import YIELD_SECONDS
 
 
@@ -45,3 +48,45 @@ def test_a_ready_socket_is_seen_while_busy_greenlets_yield() -> None:
         left.close()
         right.close()
     assert seen_at and seen_at[0] <= 3, f"seen after {seen_at} rounds of yields"
+
+
+class _Yields:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, seconds: float = 0) -> None:
+        assert seconds == YIELD_SECONDS
+        self.count += 1
+
+
+def test_the_worker_yields_after_a_kept_connection_not_before_a_close(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through Gunicorn's real gevent worker, whose handle_request returns None:
+    Gunicorn's own request handling is replaced by one that keeps the connection
+    (returns) or ends it (StopIteration)."""
+    from gunicorn.workers import base_async
+
+    from gunicorn_prefork.worker.slot_worker import YIELD_EVERY, SlotWorker
+
+    ends = {"close": False}
+
+    def handled(worker: Any, *_: Any) -> bool:
+        worker.nr += 1
+        if ends["close"]:
+            raise StopIteration()
+        return True
+
+    yields = _Yields()
+    monkeypatch.setattr(base_async.AsyncWorker, "handle_request", handled)
+    monkeypatch.setattr(slot_worker.gevent, "sleep", yields)
+    monkeypatch.setattr(slot_worker.loop_turn, "age", lambda: 0.0)  # turns are short
+    worker = SlotWorker.__new__(SlotWorker)
+    worker.nr = 0
+    for _ in range(4 * YIELD_EVERY):
+        worker.handle_request("listener", None, None, None)
+    assert yields.count == 4
+    ends["close"] = True
+    for _ in range(4 * YIELD_EVERY):
+        with pytest.raises(StopIteration):
+            worker.handle_request("listener", None, None, None)
+    assert yields.count == 4
