@@ -12,7 +12,9 @@ request from its connect, which wrk's percentiles do not do on fresh connections
 
 - ``mixed``: requests that wait 2 ms cooperatively, plus a side client asking
   ``/block`` (100 ms of CPU without yielding) on a fresh connection every 0.4 s;
-- ``stopped``: one worker SIGSTOPped from 3 s to 6 s of the run.
+- ``stopped``: one worker SIGSTOPped from 3 s to 6 s of the run;
+- ``two-stopped`` (not run by default; issue 16's target): 3 workers, two of them
+  SIGSTOPped from 3 s to 7 s.
 
 Variants: ``prefork`` (ours, ``prefork_stall_threshold`` from ``--thresholds``, one
 variant per value; ``0`` is the feature off), ``gevent`` (Gunicorn's shared socket),
@@ -55,10 +57,23 @@ from .wrk import WrkResult, run_wrk, wrk_command, wrk_result
 
 CLIENTS = ("wrk", "ab")
 
-SCENARIOS = ("mixed", "stopped")
+SCENARIOS = ("mixed", "stopped", "two-stopped")
+DEFAULT_SCENARIOS = ("mixed", "stopped")
 WORKERS = 2
 SIDE_EVERY = 0.4
 STOP_AT, CONT_AT = 3.0, 6.0
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Which workers a scenario stops, and for how long."""
+
+    workers: int  # the server's
+    stopped: int  # how many of them
+    seconds: float
+
+
+STOPS = {"stopped": Stop(WORKERS, 1, CONT_AT - STOP_AT), "two-stopped": Stop(3, 2, 4.0)}
 
 
 @dataclass(frozen=True)
@@ -117,26 +132,29 @@ def run_once(variant: Variant, scenario: str, mode: str, seconds: int, repeat: i
     if variant.threshold is not None:
         text += f"prefork_recover_threshold = 0\nprefork_stall_threshold = {variant.threshold}\n"
     config.write_text(text)
-    command = gunicorn_command(variant.options, WORKERS, port, "stall_apps:app", config=config)
+    stop_plan = STOPS.get(scenario)
+    workers = stop_plan.workers if stop_plan is not None else WORKERS
+    command = gunicorn_command(variant.options, workers, port, "stall_apps:app", config=config)
     headers = ["Connection: close"] if mode == "close" else []
     with Server(command, run_dir / "gunicorn.log") as server:
-        server.wait_serving(port, WORKERS, deadline_s=20)
+        server.wait_serving(port, workers, deadline_s=20)
         stop = threading.Event()
         stopped: list[int] = []
 
-        def stop_one() -> None:
+        def stop_some() -> None:
+            assert stop_plan is not None
             time.sleep(STOP_AT)
-            workers = children(server.pid)
-            if workers:
-                stopped.append(workers[0])
-                os.kill(workers[0], signal.SIGSTOP)
-                time.sleep(CONT_AT - STOP_AT)
-                os.kill(workers[0], signal.SIGCONT)
+            for pid in children(server.pid)[:stop_plan.stopped]:
+                stopped.append(pid)
+                os.kill(pid, signal.SIGSTOP)
+            time.sleep(stop_plan.seconds)
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
 
         def side() -> None:
             _side_client(port, stop)
 
-        event = threading.Thread(target=stop_one if scenario == "stopped" else side,
+        event = threading.Thread(target=stop_some if stop_plan is not None else side,
                                  daemon=True)
         event.start()
         try:
@@ -194,7 +212,8 @@ def table(runs: Sequence[Run]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argument_parser(__doc__)
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--scenarios", default=",".join(DEFAULT_SCENARIOS),
+                        help=f"comma-separated subset of: {', '.join(SCENARIOS)}")
     parser.add_argument("--mode", choices=("close", "keepalive", "both"), default="both")
     parser.add_argument("--variants", default="prefork,gevent,reuseport")
     parser.add_argument("--thresholds", default="0.02,0",
@@ -209,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     clients = subset(parser, args.clients, CLIENTS, "--clients")
     chosen = variants([float(t) for t in args.thresholds.split(",")], names)
     print(f"gunicorn {gunicorn_version()}, Python {sys.version.split()[0]}, "
-          f"{WORKERS} workers, 64 connections for {args.seconds}s from "
+          f"{WORKERS} workers (two-stopped: 3), 64 connections for {args.seconds}s from "
           f"{' and '.join(clients)}, {args.repeats} repeat(s)",
           flush=True)
     runs: list[Run] = []
