@@ -241,3 +241,22 @@ def test_a_freed_spare_is_free_at_once_also_under_gevents_patched_os_close() -> 
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=60, check=False)
     assert result.stdout.split() == ["1", "0"], result.stdout + result.stderr
+
+
+def test_nothing_is_moved_to_a_slot_without_free_places(listening: socket.socket) -> None:
+    """Issue 16, full pools: a target gets at most its free places, counting what
+    already waits in its channel; the rest stays queued on the source."""
+    source, full, roomy = Slot([Listener(listening)]), Slot(), Slot()
+    moves = Rescue()
+    for slot in (source, full, roomy):
+        moves.channel_for(slot)
+    places = {id(full): 0, id(roomy): 3}
+    moves.room = lambda slot: places[id(slot)] - moves.unread(slot)
+    clients = _connect(listening, 5)
+    assert moves.move(source, [full, roomy]) == 3
+    assert moves.unread(roomy) == 3 and moves.unread(full) == 0
+    assert not moves.pending
+    assert moves.move(source, [full, roomy]) == 0      # no room left anywhere
+    assert len(_read(moves.channel_for(roomy))) == 3   # its worker read them
+    assert moves.move(source, [full, roomy]) == 2      # room again: the other two
+    del clients
