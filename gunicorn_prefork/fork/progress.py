@@ -88,6 +88,12 @@ class ProgressPage:
         """The connections the slot's worker last said it holds."""
         return int(self._counters[_HELD + index])
 
+    def held_by(self, slot: object) -> int | None:
+        """What ``slot``'s worker last said it holds; None for a slot without a
+        counter."""
+        index = self.index_for(slot)
+        return None if index is None else self.held(index)
+
     def set_held(self, index: int, count: int) -> None:
         """Worker: it holds ``count`` connections now."""
         self._counters[_HELD + index] = max(0, count)

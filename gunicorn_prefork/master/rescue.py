@@ -60,6 +60,14 @@ ACCEPT_TIMEOUT = struct.pack("ll", 0, 2000)  # 2 ms
 _instances: weakref.WeakSet[Rescue] = weakref.WeakSet()
 
 
+def room_left(places: object, held: int | None, unread: int) -> int | None:
+    """A target slot's free places: ``places`` (``worker_connections``) less what
+    its worker holds and what waits in its channel; None when not known."""
+    if held is None or not isinstance(places, int) or places <= 0:
+        return None
+    return places - held - unread
+
+
 def _forget_pending_in_child() -> None:
     """A worker must not hold the master's pending connections: a copy of a client's
     socket in another process would keep the connection open after its real owner

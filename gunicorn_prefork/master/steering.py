@@ -34,7 +34,7 @@ from ..fork.progress import ProgressPage
 from . import balance_report, stall_watch, steering_program, watch_thread
 from .boot_watch import BootWatch
 from .rebalancing import Rebalancing
-from .rescue import Rescue
+from .rescue import Rescue, room_left
 from .slot_states import SlotStates
 from .slot_table import Slot, SlotTable
 from .stall_watch import StallWatch
@@ -59,7 +59,9 @@ class Steering:
         self.stalls = StallWatch(stall_threshold, self.progress,
                                  cpu=self.cpu.sample if self.cpu.available else None)
         self.rescue = Rescue()
-        self.rescue.room = self._room
+        self.rescue.room = lambda slot: room_left(
+            getattr(self.server.cfg, "worker_connections", None),
+            self.progress.held_by(slot), self.rescue.unread(slot))
         self.rebalancing = Rebalancing(self.progress)
         self._moved_counted = 0
         self.group: steering_program.Group | None = None
@@ -237,15 +239,6 @@ class Steering:
         held = self._held(group) if self._watching and self._load_aware else {}
         table = group.table(self.stalls.stalled, held)
         return table if self.program.apply(group.attach_via, table) else None
-
-    def _room(self, slot: Slot) -> int | None:
-        """A slot's free places for the rescue (its worker's ``worker_connections``
-        less what it holds and what waits in its channel); None: not known."""
-        index = self.progress.index_for(slot)
-        places = getattr(self.server.cfg, "worker_connections", None)
-        if index is None or not isinstance(places, int) or places <= 0:
-            return None
-        return places - self.progress.held(index) - self.rescue.unread(slot)
 
     def _held(self, group: steering_program.Group) -> dict[int, int]:
         """Connections on each booted slot now (by group index): those its worker's

@@ -45,3 +45,12 @@ def test_counters_of_retired_slots_are_reused_and_the_page_has_a_limit() -> None
     assert len(indices) == CAPACITY and page.index_for(object()) is None  # full
     page.keep_only(slots[1:])
     assert page.index_for(object()) is not None  # slot 0's counter is free again
+
+
+def test_held_by_a_slot_is_what_its_worker_said() -> None:
+    page = ProgressPage()
+    slot = object()
+    index = page.index_for(slot)
+    assert index is not None
+    page.set_held(index, 7)
+    assert page.held_by(slot) == 7

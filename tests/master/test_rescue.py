@@ -260,3 +260,10 @@ def test_nothing_is_moved_to_a_slot_without_free_places(listening: socket.socket
     assert len(_read(moves.channel_for(roomy))) == 3   # its worker read them
     assert moves.move(source, [full, roomy]) == 2      # room again: the other two
     del clients
+
+
+def test_room_left_is_the_places_less_held_and_unread() -> None:
+    assert rescue.room_left(10, 4, 3) == 3
+    assert rescue.room_left(10, 10, 2) == -2
+    assert rescue.room_left(10, None, 0) is None   # no counter for the slot
+    assert rescue.room_left(None, 4, 0) is None    # worker_connections unknown
