@@ -22,6 +22,8 @@ prints one markdown row per variant:
   took over 100 ms, and the slowest.
 - ``pool``: ``--worker-connections 100``, 2 workers, 400 concurrent requests of 3 s:
   the slowest.
+- ``pool_full`` (issue 16's full pools): ``--worker-connections 10``, 2 workers, 200
+  concurrent requests of 1 s: 20 places, so 10 s at best; the slowest and the median.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ import contextlib
 import os
 import signal
 import socket
+import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -87,8 +91,14 @@ def first_bytes(port: int, path: str, method: str = "GET") -> float:
 
 
 def concurrent_requests(port: int, count: int, path: str, event: Callable[[], None],
-                        delay: float = 0.5) -> list[float | None]:
+                        delay: float = 0.5, at_once: bool = False) -> list[float | None]:
+    """``count`` requests of ``path`` from as many threads (``at_once``: all connect
+    together, a burst), ``event()`` after ``delay``; their times, None if cut off."""
+    start = threading.Barrier(count) if at_once else None
+
     def one(_: int) -> float | None:
+        if start is not None:
+            start.wait()
         try:
             return http(port, path)
         except OSError:
@@ -170,6 +180,14 @@ def pool(variant: str) -> str:
     return f"{len(served)}/400 served, slowest {max(served):.2f} s"
 
 
+def pool_full(variant: str) -> str:
+    with server(variant, 2, "--worker-connections", "10", "--timeout", "60") as (port, _):
+        times = concurrent_requests(port, 200, "/sleep?1", lambda: None, 0, at_once=True)
+    served = [t for t in times if t is not None]
+    return (f"{len(served)}/200 served, slowest {max(served):.2f} s, "
+            f"median {statistics.median(served):.2f} s")
+
+
 SCENARIOS: dict[str, Callable[[str], str]] = {
     "cut_hup": lambda v: cut(v, "hup"),
     "cut_term": lambda v: cut(v, "term"),
@@ -179,6 +197,7 @@ SCENARIOS: dict[str, Callable[[str], str]] = {
     "recycle_one": recycle_one,
     "quit": quit_one,
     "pool": pool,
+    "pool_full": pool_full,
 }
 
 

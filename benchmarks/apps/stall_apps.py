@@ -1,8 +1,7 @@
 """App for ``benchmarks/stall.py``: short cooperative requests, and a CPU-bound one.
 
 ``/block`` spins 100 ms with ``time.perf_counter()`` without yielding to gevent (the
-worker's event loop stalls meanwhile); ``/sleep1`` waits 1 s cooperatively (for
-``benchmarks/full_pools.py``); every other path waits 2 ms cooperatively
+worker's event loop stalls meanwhile); every other path waits 2 ms cooperatively
 (``time.sleep`` is patched by gevent).
 """
 
@@ -21,8 +20,6 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         end = time.perf_counter() + BLOCK_SECONDS
         while time.perf_counter() < end:
             pass
-    elif environ.get("PATH_INFO") == "/sleep1":
-        time.sleep(1.0)
     else:
         time.sleep(0.002)
     body = b"ok\n"
