@@ -74,9 +74,6 @@ class WorkerCpu:
         for pid in [pid for pid in self._fds if pid not in keep]:
             self._close(pid)
 
-    def close(self) -> None:
-        self.keep_only(())
-
     def _read(self, pid: int) -> tuple[int, bool] | None:
         fds = self._fds.get(pid)
         try:
@@ -85,7 +82,7 @@ class WorkerCpu:
             ran = int(os.pread(fds[0], 128, 0).split(None, 1)[0])
             stat = os.pread(fds[1], 512, 0)
             # "pid (comm) S ...": the command may hold spaces and parentheses
-            state = stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3]
+            state = stat[stat.rindex(b")") + 2:][:1]
         except (OSError, ValueError, IndexError):
             self._close(pid)
             return None
