@@ -245,7 +245,7 @@ class Master:
             return
         retiring.settle(self.states, self.table, self.server.workers(),
                         self.server.num_workers, float(self.server.cfg.graceful_timeout),
-                        self.log, self._sync_listeners)
+                        self.log, self._sync_listeners, self.server.shares_slots())
         self.steer()
 
     # -- steering --------------------------------------------------------------------

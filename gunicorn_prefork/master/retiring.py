@@ -58,8 +58,10 @@ def choose_drained(states: SlotStates, table: SlotTable, workers: Mapping[int, A
 
 
 def settle(states: SlotStates, table: SlotTable, live: Container[int], num_workers: int,
-           graceful_timeout: float, log: Any, retired: Callable[[], None]) -> None:
-    """Close drained slots no worker holds any more (``retired()`` after each)."""
+           graceful_timeout: float, log: Any, retired: Callable[[], None],
+           shared: bool = False) -> None:
+    """Close drained slots no worker holds any more (``retired()`` after each);
+    ``shared``: a USR2 overlap (see :meth:`SlotTable.retire`)."""
     held = states.holders(live)
     now = time.monotonic()
     surplus = len(table.slots) - num_workers - len(states.draining)
@@ -81,7 +83,7 @@ def settle(states: SlotStates, table: SlotTable, live: Container[int], num_worke
                 # takes this slot (SlotStates.choose), another one retires.
                 continue
             states.retired(slot)
-            table.retire(slot)
+            table.retire(slot, shared)
             retired()
             log.info("retired slot %d; %d listener(s) per bind remain",
                      slot.number, len(table.slots))

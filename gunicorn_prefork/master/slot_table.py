@@ -21,8 +21,19 @@ every bind's SO_REUSEPORT group (the order of ``listen()``; a closed member's in
 is taken by the last one), which is what :mod:`gunicorn_prefork.master.steering_program` programs
 refer to; :meth:`SlotTable.listeners` lists the sockets slot by slot, the order
 Gunicorn passes them on in ``GUNICORN_FD`` (so a new master adopts the same order).
-A slot is only closed by the master once no worker holds it, so the master's close
-is the one that changes the kernel's order.
+A slot is only closed by the master once no worker holds it; a retired slot also
+stops listening at once (``shutdown``), so it leaves the kernel's group when the master
+retires it even while another reference keeps the socket open, and the master's
+retire is the one that changes the kernel's order.
+
+Why ``shutdown``: a ``close()`` only drops the master's descriptor. The socket stays in
+the group, at its index, while anything else holds it: the stall watch's thread
+asleep in ``poll()`` on it (until the poll returns), a worker forked a moment before
+(until it closes the slots that are not its own), a process the app forked with the
+worker's descriptors (for as long as it runs). Meanwhile the steering, programmed for
+the group without it, sent new connections to it by index; when the last reference
+went, the kernel reset them (CI, 2026-12-01: 1-6 resets in about 1 of 25 TTOU/TTIN
+runs, traced to the watch thread's ``poll``).
 """
 
 from __future__ import annotations
@@ -109,6 +120,18 @@ def queued(listener: Any) -> int:
     return int(struct.unpack("B" * 8 + "I" * 24, info)[12])
 
 
+def _stop_listening(listener: Any) -> None:
+    """Stop a listening TCP socket in every process that holds it (``shutdown(SHUT_RD)``
+    on a listener is the kernel's close of it: it leaves its SO_REUSEPORT group)."""
+    sock = getattr(listener, "sock", None)
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        sock.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass
+
+
 class Slot:
     """The listeners one worker serves: one socket per bind."""
 
@@ -120,8 +143,13 @@ class Slot:
         """Connections waiting in the slot's accept queues."""
         return sum(queued(listener) for listener in self.sockets)
 
-    def close(self) -> None:
+    def close(self, stop_listening: bool = False) -> None:
+        """Close the master's sockets; ``stop_listening``: also take them out of their
+        SO_REUSEPORT groups now, whoever else holds them (only where no other master
+        shares them: a USR2 overlap's other master still serves them)."""
         for listener in self.sockets:
+            if stop_listening:
+                _stop_listening(listener)
             listener.close()
 
     def __repr__(self) -> str:
@@ -237,14 +265,15 @@ class SlotTable:
         while len(self.slots) < count:
             self.add()
 
-    def retire(self, slot: Slot) -> None:
+    def retire(self, slot: Slot, shared: bool = False) -> None:
         """Close a slot no worker holds any more; the last slot takes its index,
-        as the kernel does in the SO_REUSEPORT group."""
+        as the kernel does in the SO_REUSEPORT group. ``shared``: another master
+        (USR2) holds the slots too: only the master's own descriptors close."""
         index = self.slots.index(slot)
         last = self.slots.pop()
         if last is not slot:
             self.slots[index] = last
-        slot.close()
+        slot.close(stop_listening=not shared)
 
     def close(self) -> None:
         for slot in self.slots:

@@ -83,6 +83,32 @@ def test_ttin_and_ttou(tmp_path: Path, keepalive: bool) -> None:
     assert result.lost == 0, result
 
 
+#: Every worker forks a process that keeps the worker's descriptors (as an app's
+#: ``os.fork()`` or ``subprocess`` with ``close_fds=False`` does) and outlives it.
+FORKS_A_HOLDER = """
+import os
+def post_worker_init(worker):
+    if os.fork() == 0:
+        from gevent import monkey
+        monkey.get_original("time", "sleep")(60)
+        os._exit(0)
+"""
+
+
+def test_ttou_stops_a_slot_another_process_still_holds(tmp_path: Path) -> None:
+    """A retired slot stops listening although a process the app forked still holds
+    its socket: otherwise it stays in the SO_REUSEPORT group, where nobody accepts,
+    and new connections wait there (stock's one shared socket has no such place)."""
+    port = free_port()
+    with running(tmp_path, config=_config(port, extra=FORKS_A_HOLDER)) as server:
+        server.wait_serving(port, 3)
+        server.signal(signal.SIGTTOU)
+        wait_for(lambda: "retired slot" in server.log(), what="a retired slot")
+        wait_for(lambda: listeners(port) == 2, what="2 listening sockets")
+        for _ in range(60):
+            assert request("127.0.0.1", port, timeout=3)[0] == 200
+
+
 @pytest.mark.parametrize("old_master_signal", [signal.SIGTERM, signal.SIGQUIT],
                          ids=["TERM", "QUIT"])
 @pytest.mark.parametrize("keepalive", MODES)

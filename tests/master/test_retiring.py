@@ -24,10 +24,12 @@ class Table:
 
     slots: list[Any]
     retired: list[Any] = field(default_factory=list)
+    shared: list[bool] = field(default_factory=list)
 
-    def retire(self, slot: Any) -> None:
+    def retire(self, slot: Any, shared: bool = False) -> None:
         self.slots.remove(slot)
         self.retired.append(slot)
+        self.shared.append(shared)
 
 
 @dataclass
@@ -63,6 +65,17 @@ def test_ttou_drains_the_oldest_workers_slot_and_closes_it_once_it_left(
     del workers[10]
     retiring.settle(states, table, workers, 2, 30.0, log, lambda: None)  # type: ignore[arg-type]
     assert table.retired == [slots[0]] and not states.draining
+    assert table.shared == [False]  # no USR2 overlap: it stops listening everywhere
+
+
+def test_in_a_usr2_overlap_a_retired_slot_only_closes_the_masters_copy(
+        sockets: list[socket.socket]) -> None:
+    slots = [Slot([Listener(sock)], number) for number, sock in enumerate(sockets)]
+    table, states = Table(list(slots)), SlotStates()
+    states.drain([slots[2]])
+    retiring.settle(states, table, {}, 2, 30.0, log, lambda: None,  # type: ignore[arg-type]
+                    shared=True)
+    assert table.retired == [slots[2]] and table.shared == [True]
 
 
 def test_a_drained_slot_with_connections_queued_is_kept_stranded(

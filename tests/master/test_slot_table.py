@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from typing import Any
 
@@ -11,6 +12,7 @@ from gunicorn.config import Config
 
 from gunicorn_prefork.errors import StartupError
 from gunicorn_prefork.master.slot_table import SlotTable
+from tests.server import listeners
 
 log = logging.getLogger("test")
 
@@ -45,6 +47,28 @@ def test_add_retire_and_listener_order() -> None:
         table.retire(first)
         assert first not in table.slots and first.sockets[0].sock is None
     finally:
+        table.close()
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_retired_slot_stops_listening_whoever_else_holds_it(shared: bool) -> None:
+    """Another descriptor of a retired slot's socket (the watch thread's poll, a worker
+    just forked, a process the app forked) must not keep it in the SO_REUSEPORT group,
+    where connections steered to its old index would be reset when it closes; except in
+    a USR2 overlap (``shared``), where the other master's workers still serve it."""
+    table = SlotTable.create(_cfg(), log, [("127.0.0.1", 0)], 3)
+    port = table.addresses[0][1]
+    elsewhere = socket.socket(fileno=os.dup(table.slots[1].sockets[0].sock.fileno()))
+    try:
+        assert listeners(port) == 3
+        table.retire(table.slots[1], shared=shared)
+        assert listeners(port) == (3 if shared else 2)
+        assert elsewhere.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == shared
+        for _ in range(20):  # every connection lands where it is accepted
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                pass
+    finally:
+        elsewhere.close()
         table.close()
 
 
