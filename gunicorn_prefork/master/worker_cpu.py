@@ -25,14 +25,27 @@ and the watch goes by the wall clock as before.
 
 Invariants: only the watch thread reads (under the steering lock); the main loop
 calls :meth:`WorkerCpu.keep_only` under the same lock; descriptors of workers no
-longer listed are closed.
+longer listed are closed, and a forked child (a worker) closes its copies at once.
 """
 
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+_instances: weakref.WeakSet[WorkerCpu] = weakref.WeakSet()
+
+
+def _close_in_child() -> None:
+    """A worker has no use for the master's view of its siblings."""
+    for cpu in list(_instances):
+        for pid in list(cpu._fds):
+            cpu._close(pid)
+
+
+os.register_at_fork(after_in_child=_close_in_child)
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,7 @@ class WorkerCpu:
     def __init__(self, proc: str = "/proc") -> None:
         self._proc = proc
         self._fds: dict[int, tuple[int, int]] = {}
+        _instances.add(self)
         #: this kernel keeps the files (it shows them for the master itself)
         self.available = (os.path.exists(f"{proc}/self/schedstat")
                           and os.path.exists(f"{proc}/self/stat"))

@@ -70,3 +70,33 @@ def test_a_process_that_is_gone_gives_none_and_its_files_are_closed() -> None:
     assert len(os.listdir("/proc/self/fd")) == before + 2
     cpu.keep_only(())
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_forked_child_keeps_none_of_the_masters_descriptors(
+        spinner: subprocess.Popen[bytes]) -> None:
+    """A worker forked by the master does not hold ``/proc`` files of its siblings."""
+    cpu = WorkerCpu()
+    assert cpu.sample((spinner.pid,)) is not None
+    held = {os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+            if os.path.exists(f"/proc/self/fd/{fd}")}
+    assert f"/proc/{spinner.pid}/stat" in held
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: list what it holds, then leave at once
+        try:
+            os.close(read)
+            names = []
+            for fd in os.listdir("/proc/self/fd"):
+                try:
+                    names.append(os.readlink(f"/proc/self/fd/{fd}"))
+                except OSError:
+                    pass
+            os.write(write, "\n".join(names).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        child_holds = pipe.read().decode().splitlines()
+    os.waitpid(pid, 0)
+    assert not [name for name in child_holds if name.startswith(f"/proc/{spinner.pid}/")]
+    assert cpu.sample((spinner.pid,)) is not None  # the master's own copies still work
