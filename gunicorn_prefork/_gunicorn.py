@@ -195,8 +195,10 @@ def age(worker: Any) -> int:
 
 
 def make_oldest(worker: Any, workers: Mapping[int, Any]) -> None:
-    """Gunicorn stops surplus workers lowest age first: make this one the first."""
-    worker.age = min(age(other) for other in workers.values()) - 1
+    """Gunicorn stops surplus workers lowest age first: make this one the first.
+    (``workers`` may be Gunicorn's live dict: copied in one C call, which its
+    SIGCHLD handler cannot interrupt, before a Python loop reads it.)"""
+    worker.age = min(age(other) for other in list(workers.values())) - 1
 
 
 def turn_off_reuse_port(cfg: Any) -> None:

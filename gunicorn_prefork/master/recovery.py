@@ -100,7 +100,9 @@ class CrashCounter:
 
     def recent(self, now: float) -> list[Crash]:
         if self.window > 0:
-            return [crash for crash in self.crashes if crash.at > now - self.window]
+            # a copy first (one C call): on 20.1-23 a crash is recorded from Gunicorn's
+            # SIGCHLD handler, which may run between two steps of this loop
+            return [crash for crash in list(self.crashes) if crash.at > now - self.window]
         return list(self.crashes)
 
     def over(self, now: float) -> bool:
@@ -145,9 +147,11 @@ class Recovery:
 
     def take_replacement(self, slot: Any, live_slots: Sequence[Any]) -> Replacement | None:
         """The pending replacement for ``slot`` (any, with no slots), if one is due."""
-        self.replacements = [r for r in self.replacements
-                             if r.slot is None or any(r.slot is s for s in live_slots)]
-        for replacement in self.replacements:
+        # removed in place, from a copy: one appended meanwhile (SIGCHLD) stays
+        for stale in [r for r in list(self.replacements)
+                      if r.slot is not None and not any(r.slot is s for s in live_slots)]:
+            self.replacements.remove(stale)
+        for replacement in list(self.replacements):
             if slot is None or replacement.slot is slot:
                 self.replacements.remove(replacement)
                 return replacement

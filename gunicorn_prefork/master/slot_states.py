@@ -110,8 +110,11 @@ class SlotStates:
         return {slot for pid, slot in self._slot_of.items() if pid in live}
 
     def counted(self, workers: Mapping[int, object]) -> dict[int, object]:
-        """The workers Gunicorn should count against ``num_workers``."""
-        return {pid: w for pid, w in workers.items() if pid not in self._handovers}
+        """The workers Gunicorn should count against ``num_workers`` (``workers`` may
+        be Gunicorn's live dict: copied before the loop by ``dict()``, which runs no
+        Python code, so no signal handler, in between; ``list(d.items())`` may: its
+        new tuples can start a garbage collection that runs callbacks)."""
+        return {pid: w for pid, w in dict(workers).items() if pid not in self._handovers}
 
     def choose(self, slots: Sequence[Slot]) -> Slot:
         """The slot the next new worker takes: the fewest staying workers, lowest
