@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.load import Load
-from tests.server import free_port, listeners, request, running, wait_children, wait_for
+from tests.server import free_port, listeners, request, running, spread, wait_children, wait_for
 
 PREFORK = 'worker_class = "gunicorn_prefork.Worker"\n'
 MODES = [pytest.param(False, id="close"), pytest.param(True, id="keepalive")]
@@ -134,6 +134,29 @@ def test_usr2_then_stop_the_old_master(tmp_path: Path, keepalive: bool,
             wait_for(lambda: listeners(port) == 0, what="new master stopped")
     assert result.lost == 0, result
     assert not set(result.workers) <= {str(pid) for pid in old_workers}, result
+
+
+def test_ttou_to_the_old_master_in_a_usr2_overlap_leaves_the_new_ones_slots(
+        tmp_path: Path) -> None:
+    """The old master retires a slot the new master still serves: only its own copy
+    closes (a retired slot otherwise stops listening everywhere)."""
+    port = free_port()
+    with running(tmp_path, config=_config(port)) as server:
+        server.wait_serving(port, 3)
+        new_master = server.usr2(3)
+        try:
+            wait_children(new_master, 3, what="new workers")
+            load = Load(port, concurrency=8).start()
+            server.signal(signal.SIGTTOU)
+            wait_for(lambda: "retired slot" in server.log(), what="the old master retires")
+            time.sleep(1)
+            result = load.stop()
+            assert listeners(port) == 3
+            assert sum(spread("127.0.0.1", port, 60).values()) == 60
+        finally:
+            os.kill(new_master, signal.SIGTERM)
+            wait_for(lambda: new_master not in server.worker_pids(), what="new master gone")
+    assert result.lost == 0, result
 
 
 def test_queued_connections_survive_a_killed_worker(tmp_path: Path) -> None:
