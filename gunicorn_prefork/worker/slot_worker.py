@@ -164,6 +164,9 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
         if plan is not None and plan.progress is not None and plan.progress_index is not None:
             self._progress = plan.progress
             self._progress_index = plan.progress_index
+            # the page still shows what a crashed predecessor held: the master
+            # steering by it would send this worker nothing
+            self._publish_held(0)
             shedding.install(plan.progress, plan.progress_index)
         if plan is not None and plan.rescue is not None:
             # runs from the loop's first turn, when the servers exist

@@ -11,6 +11,8 @@ keep-alive connections on 4 workers as 7/4/3/2 as often as 4/4/4/4 (stock
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import re
 import signal
 import socket
 import time
@@ -18,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 from tests.load import Load
-from tests.server import free_port, running
+from tests.server import free_port, running, wait_for
 
 PREFORK = 'worker_class = "gunicorn_prefork.Worker"\n'
 
@@ -66,6 +68,43 @@ def test_keep_alive_connections_opened_one_by_one_spread_evenly(tmp_path: Path) 
     # its worker took a moment before (seen: 5/4/4/3 about one run in five)
     assert len(per_worker) == 4 and max(per_worker.values()) - min(per_worker.values()) <= 2, \
         per_worker
+
+
+def test_a_crashed_workers_replacement_starts_holding_nothing(tmp_path: Path) -> None:
+    """The page keeps what a worker published; its replacement publishes 0 when it
+    starts serving, or the master would steer new connections away from it by what the
+    crashed worker held (until the replacement took its first connection, which that
+    steering never gave it)."""
+    port = free_port()
+    config = (PREFORK + f'bind = "127.0.0.1:{port}"\nworkers = 2\nloglevel = "info"\n'
+              "prefork_recover_threshold = 0\nprefork_load_aware = True\n")
+    with running(tmp_path, config=config) as server:
+        server.wait_serving(port, 2)
+        held: list[tuple[socket.socket, str]] = []
+        try:
+            for _ in range(12):
+                held.append(_open(port))
+                time.sleep(0.1)
+            crashing = held[0][1]
+            for conn, pid in held:  # the other worker holds nothing now
+                if pid != crashing:
+                    conn.close()
+            time.sleep(0.3)
+            os.kill(int(crashing), signal.SIGKILL)
+            wait_for(lambda: "replaces crashed worker" in server.log(),
+                     what="a replacement")
+            replacement = re.findall(r"worker (\d+) replaces crashed worker", server.log())[0]
+            time.sleep(3)  # it boots; no connection may reach it before the ones below
+            fresh = []
+            for _ in range(4):
+                fresh.append(_open(port))
+                time.sleep(0.2)
+            got = Counter(pid for _, pid in fresh)
+            held += fresh
+        finally:
+            for conn, _ in held:
+                conn.close()
+    assert got[replacement] >= 1, (got, replacement)
 
 
 class _Client:
