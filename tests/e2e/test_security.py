@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.forked import in_forked_child
 from tests.server import free_port, running, spread, wait_for
 
 OTHER_USER = "gunicorn-prefork-test"
@@ -31,32 +32,24 @@ def _other_uid() -> tuple[int, int]:
 
 def _bind_as(uid: int, gid: int, port: int) -> list[str]:
     """Try every option set as ``uid`` in a forked child; return the ones that bound."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: drop to the other user, try, report, exit
-        try:
-            os.close(read)
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
-            bound = []
-            for options in OPTION_SETS:
-                with socket.socket() as attempt:
-                    for name in options:
-                        attempt.setsockopt(socket.SOL_SOCKET, getattr(socket, name), 1)
-                    try:
-                        attempt.bind(("127.0.0.1", port))
-                        attempt.listen()
-                        bound.append("+".join(options) or "plain")
-                    except OSError:
-                        pass
-            os.write(write, ",".join(bound).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as answer:
-        result = answer.read()
-    os.waitpid(pid, 0)
+    def attempts() -> str:  # in the child: drop to the other user, try, report
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+        bound = []
+        for options in OPTION_SETS:
+            with socket.socket() as attempt:
+                for name in options:
+                    attempt.setsockopt(socket.SOL_SOCKET, getattr(socket, name), 1)
+                try:
+                    attempt.bind(("127.0.0.1", port))
+                    attempt.listen()
+                    bound.append("+".join(options) or "plain")
+                except OSError:
+                    pass
+        return ",".join(bound)
+
+    result = in_forked_child(attempts)
     return [name for name in result.split(",") if name]
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from gunicorn_prefork.master.worker_cpu import WorkerCpu
+from tests.forked import in_forked_child
 
 SPIN = "import time\nend = time.time() + 30\nwhile time.time() < end: pass\n"
 
@@ -80,23 +81,15 @@ def test_a_forked_child_keeps_none_of_the_masters_descriptors(
     held = {os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
             if os.path.exists(f"/proc/self/fd/{fd}")}
     assert f"/proc/{spinner.pid}/stat" in held
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: list what it holds, then leave at once
-        try:
-            os.close(read)
-            names = []
-            for fd in os.listdir("/proc/self/fd"):
-                try:
-                    names.append(os.readlink(f"/proc/self/fd/{fd}"))
-                except OSError:
-                    pass
-            os.write(write, "\n".join(names).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        child_holds = pipe.read().decode().splitlines()
-    os.waitpid(pid, 0)
+    def descriptors() -> str:  # in the child
+        names = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                names.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                pass
+        return "\n".join(names)
+
+    child_holds = in_forked_child(descriptors).splitlines()
     assert not [name for name in child_holds if name.startswith(f"/proc/{spinner.pid}/")]
     assert cpu.sample((spinner.pid,)) is not None  # the master's own copies still work
