@@ -43,9 +43,17 @@ def _while_changed(read: Callable[[], Any], change: Callable[[], None],
 def _worker_churn(workers: dict[int, Any]) -> Callable[[], None]:
     pids = iter(range(10**6, 10**7))
 
-    def change() -> None:  # as reap_workers pops one and spawn_worker adds one
-        workers.pop(next(iter(workers)), None)  # (a nested handler may have popped it)
-        workers[next(pids)] = _Worker(0)
+    busy = []
+
+    def change() -> None:  # as reap_workers pops the oldest and spawn_worker adds one
+        if busy:  # the next signal came while this handler ran: skip it
+            return
+        busy.append(True)
+        try:
+            workers.pop(next(iter(workers)), None)
+            workers[next(pids)] = _Worker(0)
+        finally:
+            busy.clear()
     return change
 
 
