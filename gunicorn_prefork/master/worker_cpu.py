@@ -41,8 +41,7 @@ _instances: weakref.WeakSet[WorkerCpu] = weakref.WeakSet()
 def _close_in_child() -> None:
     """A worker has no use for the master's view of its siblings."""
     for cpu in list(_instances):
-        for pid in list(cpu._fds):
-            cpu._close(pid)
+        cpu.keep_only(())
 
 
 os.register_at_fork(after_in_child=_close_in_child)
