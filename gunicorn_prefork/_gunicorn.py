@@ -125,9 +125,11 @@ class ArbiterView:
         return self.arbiter.log
 
     def workers(self) -> dict[int, Any]:
-        """The live pid -> worker dict (changes under you on 20.1-23: copy to iterate)."""
-        workers: dict[int, Any] = self.arbiter.WORKERS
-        return workers
+        """A snapshot of Gunicorn's pid -> worker dict. Gunicorn 20.1 to 23 reap workers
+        in their SIGCHLD handler, which pops from the live dict at any bytecode; the
+        copy is made by ``dict()`` in one C call, which no signal handler interrupts.
+        Fetch it again after forking or reaping."""
+        return dict(self.arbiter.WORKERS)
 
     @property
     def num_workers(self) -> int:

@@ -309,7 +309,7 @@ class Master:
         """Fire ``prefork_on_ready`` once, when all initial workers are serving."""
         if self.ready:
             return
-        workers = dict(self.server.workers())  # a copy: 20.1-23 reap in a signal handler
+        workers = self.server.workers()
         if len(workers) < self.server.num_workers:
             return
         if not all(self.boot.update(pid, worker) for pid, worker in workers.items()):

@@ -28,7 +28,7 @@ def start(server: _gunicorn.ArbiterView, states: SlotStates, log: Any) -> None:
     """Fork a successor for every worker that announced it leaves on its own."""
     workers = server.workers()
     states.prune(workers)
-    for pid, worker in list(workers.items()):
+    for pid, worker in workers.items():
         if not leaving.announced(_gunicorn.heartbeat_fd(worker)):
             continue
         slot = states.hands_over(pid)
@@ -38,7 +38,8 @@ def start(server: _gunicorn.ArbiterView, states: SlotStates, log: Any) -> None:
         log.debug("worker %s leaves on its own: slot %d gets no new connections until "
                   "its successor serves", pid, slot.number)
     # Gunicorn counts the leaving workers among num_workers; replace them now
-    while states.handing_over and len(states.counted(workers)) < server.num_workers:
+    while (states.handing_over
+           and len(states.counted(server.workers())) < server.num_workers):
         if server.spawn_worker() is None:
             break
 

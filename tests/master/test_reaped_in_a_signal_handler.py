@@ -74,3 +74,19 @@ def test_recent_crashes_are_read_while_one_is_recorded() -> None:
         counter.record(Crash(time.monotonic(), n, "test"))
     _while_changed(lambda: counter.recent(time.monotonic()),
                    lambda: counter.record(Crash(time.monotonic(), 0, "test")))
+
+
+def test_the_arbiter_view_hands_out_workers_to_iterate_while_they_are_reaped() -> None:
+    class _Arbiter:
+        def __init__(self) -> None:
+            self.WORKERS: dict[int, Any] = {pid: _Worker(pid) for pid in range(2000)}
+
+    arbiter = _Arbiter()
+    view = _gunicorn.ArbiterView(arbiter)
+
+    def read() -> None:  # as the plugin's main-loop code walks the workers
+        for _pid, worker in view.workers().items():
+            worker.age += 0
+
+    _while_changed(read, _worker_churn(arbiter.WORKERS))
+    assert view.workers() is not arbiter.WORKERS
