@@ -172,13 +172,13 @@ class Rescue:
             if sock is None or not queued(listener):  # (one getsockopt when idle)
                 continue
             self._never_block(sock)
-            while moved < MOVE_LIMIT and self._room_in(targets):
+            while moved < MOVE_LIMIT and (first := self._with_room(targets)) is not None:
                 try:
                     conn, _ = sock.accept()
                 except OSError:  # BlockingIOError: nothing (left) queued
                     break
                 moved += 1
-                if not self._send(index, conn, targets):
+                if not self._send(index, conn, targets, first):
                     self.pending.append((index, conn))
                     self.moved += moved
                     return moved
@@ -231,17 +231,28 @@ class Rescue:
         room = self.room(target) if self.room is not None else None
         return room is None or room > 0
 
-    def _room_in(self, targets: Sequence[Any]) -> bool:
-        return any(self._has_room(target) for target in targets)
-
-    def _send(self, index: int, conn: socket.socket, targets: Sequence[Any]) -> bool:
+    def _with_room(self, targets: Sequence[Any]) -> int | None:
+        """Where in ``targets`` the next connection goes (round robin from the last
+        one, the first with room); None: no target has room."""
         for attempt in range(len(targets)):
-            target = targets[(self._next + attempt) % len(targets)]
+            at = (self._next + attempt) % len(targets)
+            if self._has_room(targets[at]):
+                return at
+        return None
+
+    def _send(self, index: int, conn: socket.socket, targets: Sequence[Any],
+              checked: int | None = None) -> bool:
+        """Pass ``conn`` to the first target with room, from ``checked`` (a target
+        whose room the caller has just read: not read again) or the next in turn."""
+        start = self._next if checked is None else checked
+        for attempt in range(len(targets)):
+            at = (start + attempt) % len(targets)
+            target = targets[at]
             entry = self._channels.get(id(target))
-            if entry is None or not self._has_room(target) \
+            if entry is None or (at != checked and not self._has_room(target)) \
                     or not entry[1].send(index, conn.fileno()):
                 continue
-            self._next = (self._next + attempt + 1) % len(targets)
+            self._next = (at + 1) % len(targets)
             conn.close()  # the kernel holds it for the target's worker now
             return True
         return False

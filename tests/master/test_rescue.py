@@ -267,3 +267,25 @@ def test_room_left_is_the_places_less_held_and_unread() -> None:
     assert rescue.room_left(10, 10, 2) == -2
     assert rescue.room_left(10, None, 0) is None   # no counter for the slot
     assert rescue.room_left(None, 4, 0) is None    # worker_connections unknown
+
+
+def test_each_moved_connection_reads_its_targets_room_once(listening: socket.socket) -> None:
+    """Reading a target's room costs the master a syscall (its channel's unread
+    count): a connection passed to the first target with room reads it once."""
+    source, first, second = Slot([Listener(listening)]), Slot(), Slot()
+    moves = Rescue()
+    for slot in (source, first, second):
+        moves.channel_for(slot)
+    reads: list[int] = []
+
+    def room(slot: Slot) -> int:
+        reads.append(id(slot))
+        return 10 - moves.unread(slot)
+
+    moves.room = room
+    clients = _connect(listening, 4)
+    assert moves.move(source, [first, second]) == 4
+    assert len(_read(moves.channel_for(first))) == len(_read(moves.channel_for(second))) == 2
+    # one read per connection, and one that found nothing more queued
+    assert len(reads) == 4 + 1
+    del clients
