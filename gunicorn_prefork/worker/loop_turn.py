@@ -7,7 +7,8 @@ so a turn with many busy keep-alive connections runs for as long as they have
 requests: 10 ms of CPU and more on hello world with 16-20 connections, while a new
 connection waits in the slot's queue (and the master's stall watch sees a queue its
 worker does not take on). The worker yields to the loop when the turn has run
-longer than a budget (:mod:`.slot_worker`).
+longer than :data:`TURN_BUDGET` (:mod:`.slot_worker`), and so does a TLS
+connection before its handshake, about a millisecond of CPU each (:mod:`.slot_server`).
 
 A ``check`` watcher stamps the time each turn starts running its ready watchers
 (libev runs check watchers right after the poll). Reading it costs a clock read.
@@ -23,6 +24,24 @@ import time
 from typing import Any
 
 import gevent
+
+#: How long a yield sleeps: any positive time, so that the greenlet resumes only on
+#: the loop's next turn, after it polled for I/O. ``gevent.sleep(0)`` may resume it
+#: before the loop polls (gevent's docs say so): a worker with many busy keep-alive
+#: connections then went 10 ms and more without accepting (the master's stall
+#: watch took it for stalled). Measured 2026-12-01, hello c64, 4 workers on the
+#: 2-core machine with the client on it: p99 26 ms instead of 51, no false stalls
+#: instead of 1-3 per run, the same req/s.
+YIELD_SECONDS = 1e-6
+
+#: A keep-alive handler also yields when the loop's turn has run this long: with
+#: many busy connections every 4th request is not enough, a turn ran for 10 ms of
+#: CPU while a new connection waited. Measured 2026-12-01
+#: (hello c64, wrk on the 2 cores, 27.0.1, 2 runs each; budget 5 ms / none):
+#: 2 workers 1.03x / 1.02x stock req/s, p99 10.5 / 21.6 ms; 4 workers 0.98x / 1.05x,
+#: p99 21 / 28 ms; 4 workers load-aware: p99 13 / 43 ms, balance 1.07 / 1.24,
+#: stalls 3 / 73. (2 ms: 4 workers 0.98x, p99 16 ms; 2 workers 0.99x, p99 9 ms.)
+TURN_BUDGET = 0.005
 
 _started = 0.0
 _watcher: Any = None
@@ -45,3 +64,13 @@ def install() -> None:
 def age() -> float:
     """Seconds since the loop's current turn began (0 before :func:`install`)."""
     return time.perf_counter() - _started if _started else 0.0
+
+
+def over_budget() -> bool:
+    """Has the loop's current turn run longer than :data:`TURN_BUDGET`?"""
+    return age() > TURN_BUDGET
+
+
+def yield_to_loop() -> None:
+    """Let the loop poll for I/O before this greenlet goes on (its next turn)."""
+    gevent.sleep(YIELD_SECONDS)

@@ -11,7 +11,12 @@ prefork worker has it build :class:`SlotServer` instead, which differs in two wa
   at once, before its handler runs (:attr:`SlotServer.on_take`: the worker bumps its
   progress counter for the master's stall watch; it bumps it again when the handler
   starts, after a TLS handshake). Counting only when the handler starts made a
-  worker whose handlers wait for TLS handshakes look stalled (issue 19);
+  worker whose handlers wait for TLS handshakes look stalled (issue 19). A TLS
+  handshake costs the worker about a millisecond of CPU in the loop turn that
+  accepted its connection: a connection yields to the loop before its handshake
+  once the turn has run :data:`.loop_turn.TURN_BUDGET`, so that a burst of
+  handshakes does not keep the loop from taking the next connections on (the stall
+  watch took such a worker for stalled and moved connections off it);
 * closing it runs the worker's stop sequence (:attr:`SlotServer.on_close`), which
   closes every server of the slot at once with :meth:`SlotServer.close_now`: stop
   accepting, accept without waiting what is already queued, close the socket.
@@ -33,9 +38,14 @@ from typing import Any, ClassVar
 from gevent.server import StreamServer
 
 from .. import _gunicorn
+from . import loop_turn
 
 #: Connections accepted per wake-up of a slot's server (gevent's own default).
 ACCEPT_BATCH = 100
+
+#: Most turns of the loop a TLS connection lets go by, before its handshake, while
+#: each of them has run past its budget when it comes to it.
+HANDSHAKE_YIELDS = 8
 
 #: Most queued connections a closing server accepts before its socket closes.
 CLOSE_ACCEPT_LIMIT = 1024
@@ -97,6 +107,15 @@ class SlotServer(StreamServer):  # type: ignore[misc]
     def _taken() -> None:
         if SlotServer.on_take is not None:
             SlotServer.on_take()
+
+    def wrap_socket_and_handle(self, client_socket: Any, address: Any) -> Any:
+        """gevent's handler for a TLS server (its handshake, then :meth:`handle`),
+        after a yield to the loop when its turn has run past its budget."""
+        for _ in range(HANDSHAKE_YIELDS):  # each yield: a later turn, the others first
+            if not loop_turn.over_budget():
+                break
+            loop_turn.yield_to_loop()
+        return super().wrap_socket_and_handle(client_socket, address)
 
     def do_handle(self, *args: Any) -> None:
         """gevent's hand-off of an accepted connection to its handler (greenlet)."""

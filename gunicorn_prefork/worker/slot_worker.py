@@ -51,24 +51,6 @@ QUIET_BEFORE_BOOT = 1.5
 #: req/s; every 4th: p99 19-23 ms at 21-22k req/s; never: p99 110-220 ms, 23k.
 YIELD_EVERY = 4
 
-#: How long a yield sleeps: any positive time, so that the greenlet resumes only on
-#: the loop's next turn, after it polled for I/O. ``gevent.sleep(0)`` may resume it
-#: before the loop polls (gevent's docs say so): a worker with many busy keep-alive
-#: connections then went 10 ms and more without accepting (the master's stall
-#: watch took it for stalled). Measured 2026-12-01, hello c64, 4 workers on the
-#: 2-core machine with the client on it: p99 26 ms instead of 51, no false stalls
-#: instead of 1-3 per run, the same req/s.
-YIELD_SECONDS = 1e-6
-
-#: A keep-alive handler also yields when the loop's turn has run this long
-#: (:mod:`.loop_turn`): with many busy connections every 4th request is not enough,
-#: a turn ran for 10 ms of CPU while a new connection waited. Measured 2026-12-01
-#: (hello c64, wrk on the 2 cores, 27.0.1, 2 runs each; budget 5 ms / none):
-#: 2 workers 1.03x / 1.02x stock req/s, p99 10.5 / 21.6 ms; 4 workers 0.98x / 1.05x,
-#: p99 21 / 28 ms; 4 workers load-aware: p99 13 / 43 ms, balance 1.07 / 1.24,
-#: stalls 3 / 73. (2 ms: 4 workers 0.98x, p99 16 ms; 2 workers 0.99x, p99 9 ms.)
-TURN_BUDGET = 0.005
-
 #: Longest a quick shutdown (QUIT/INT) waits for requests already accepted.
 QUIT_GRACE_SECONDS = 1.0
 
@@ -235,8 +217,9 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
         """Gunicorn's request handling, yielding to the hub every few requests.
 
         Every :data:`YIELD_EVERY` requests, and after each request once the loop's
-        turn has run :data:`TURN_BUDGET`, the worker yields to the gevent hub until
-        its loop's next turn (:data:`YIELD_SECONDS`): Gunicorn serves the next
+        turn has run :data:`.loop_turn.TURN_BUDGET`, the worker yields to the gevent
+        hub until its loop's next turn (:func:`.loop_turn.yield_to_loop`): Gunicorn
+        serves the next
         request of a keep-alive connection at once when it is already buffered, so a
         few busy connections would starve the rest (and new ones waiting to be
         accepted) — a p50 of 1 ms with a p99 of seconds.
@@ -249,8 +232,8 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
         # 27; the gevent worker's handle_request returns None either way): no yield,
         # the connection closes at once
         super().handle_request(listener_name, req, sock, addr)
-        if self.nr % YIELD_EVERY == 0 or loop_turn.age() > TURN_BUDGET:
-            gevent.sleep(YIELD_SECONDS)
+        if self.nr % YIELD_EVERY == 0 or loop_turn.over_budget():
+            loop_turn.yield_to_loop()
 
     def handle_quit(self, sig: int, frame: FrameType | None) -> None:
         """Quick shutdown (QUIT, INT; the old master after USR2).

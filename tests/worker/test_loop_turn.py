@@ -7,7 +7,7 @@ import time
 import gevent
 
 from gunicorn_prefork.worker import loop_turn
-from gunicorn_prefork.worker.slot_worker import YIELD_SECONDS
+from gunicorn_prefork.worker.loop_turn import YIELD_SECONDS
 
 
 def test_a_turn_ages_while_a_greenlet_runs_and_starts_anew_after_a_yield() -> None:

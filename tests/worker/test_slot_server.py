@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,30 @@ def test_a_connection_counts_as_taken_on_when_accepted_before_its_tls_handshake(
         client.close()
     finally:
         SlotServer.on_take = None
+
+
+def test_a_tls_handshake_waits_for_a_new_loop_turn_once_the_turn_is_over_budget(
+        tls_context: gevent.ssl.SSLContext, no_servers: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handshake costs about a millisecond of CPU: a burst of them in one loop turn
+    kept the worker from taking its next connections on (false stalls). A connection
+    whose handshake comes late in a long turn yields to the loop first."""
+    from gevent.server import StreamServer
+
+    from gunicorn_prefork.worker import loop_turn
+
+    loop_turn.install()
+    ages: list[float] = []
+    monkeypatch.setattr(StreamServer, "wrap_socket_and_handle",
+                        lambda self, sock, address: ages.append(loop_turn.age()))
+    server = _server({"ssl_context": tls_context}, [])
+
+    def late_in_a_long_turn() -> None:
+        loop_turn.yield_to_loop()                           # a fresh turn
+        end = time.perf_counter() + 2 * loop_turn.TURN_BUDGET
+        while time.perf_counter() < end:                    # other handshakes
+            pass
+        server.wrap_socket_and_handle(None, None)
+
+    gevent.spawn(late_in_a_long_turn).join()
+    assert ages and ages[0] < 2 * loop_turn.TURN_BUDGET, ages

@@ -19,7 +19,7 @@ import gevent.socket
 import pytest
 
 from gunicorn_prefork.worker import slot_worker
-from gunicorn_prefork.worker.slot_worker import YIELD_SECONDS
+from gunicorn_prefork.worker.loop_turn import YIELD_SECONDS
 
 
 def test_a_ready_socket_is_seen_while_busy_greenlets_yield() -> None:
