@@ -27,6 +27,7 @@ Events (times from the start of the load):
   (several recycles per second); no signal;
 - ``sigkill``: SIGKILL to the oldest worker every 2 s (ours runs with
   ``prefork_recover_threshold = 0``, otherwise its crash threshold halts the master);
+- ``sigkill_1s``: the same every 1 s from 1 s (a worker that crashes over and over);
 - ``hup``: SIGHUP to the master every 2 s;
 - ``ttin_ttou``: TTOU, TTIN, TTOU, ... to the master every 1.5 s;
 - ``usr2_term``: USR2 at 2 s; once the new master (the old master's child that is not
@@ -118,7 +119,7 @@ from .servers import (
 APPS_DIR = ROOT / "tests" / "apps"
 NETNS_ENV = "GUNICORN_PREFORK_LIFECYCLE_NETNS"
 OUTCOMES = ("served", "reset", "refused", "no_response")
-EVENTS = ("max_requests", "sigkill", "hup", "ttin_ttou", "usr2_term", "term")
+EVENTS = ("max_requests", "sigkill", "sigkill_1s", "hup", "ttin_ttou", "usr2_term", "term")
 MODES = ("close", "keepalive")
 GRACEFUL_TIMEOUT = 10
 #: Lines of the server log worth counting, by what they mean.
@@ -270,11 +271,20 @@ def event_none(server: LifecycleServer, clock: Clock, seconds: float, workers: i
     clock.until(seconds)
 
 
-def event_sigkill(server: LifecycleServer, clock: Clock, seconds: float, workers: int) -> None:
+def _kill_oldest_worker(server: LifecycleServer) -> Callable[[int], tuple[int, int, str]]:
     def pick(_: int) -> tuple[int, int, str]:
         pids = [pid for pid in children(server.pid) if pid != server.pid]
         return (min(pids) if pids else 0), signal.SIGKILL, "SIGKILL worker"
-    _signal_every(server, clock, seconds, 2.0, 2.0, pick)
+    return pick
+
+
+def event_sigkill(server: LifecycleServer, clock: Clock, seconds: float, workers: int) -> None:
+    _signal_every(server, clock, seconds, 2.0, 2.0, _kill_oldest_worker(server))
+
+
+def event_sigkill_1s(server: LifecycleServer, clock: Clock, seconds: float,
+                     workers: int) -> None:
+    _signal_every(server, clock, seconds, 1.0, 1.0, _kill_oldest_worker(server))
 
 
 def event_hup(server: LifecycleServer, clock: Clock, seconds: float, workers: int) -> None:
@@ -352,6 +362,7 @@ def event_usr2_term(server: LifecycleServer, clock: Clock, seconds: float, worke
 EVENT_DRIVERS: dict[str, Callable[[LifecycleServer, Clock, float, int], None]] = {
     "max_requests": event_none,
     "sigkill": event_sigkill,
+    "sigkill_1s": event_sigkill_1s,
     "hup": event_hup,
     "ttin_ttou": event_ttin_ttou,
     "usr2_term": event_usr2_term,
@@ -383,7 +394,7 @@ def config_text(variant: Variant, event: str) -> str:
     lines = ["# written by benchmarks/lifecycle.py",
              "control_socket_disable = True  # gunicorn 25+; ignored before",
              f"graceful_timeout = {GRACEFUL_TIMEOUT}"]
-    if variant.ours and event == "sigkill":
+    if variant.ours and event.startswith("sigkill"):
         lines.append("prefork_recover_threshold = 0  # never halt on the kills")
     return "\n".join(lines) + "\n"
 
@@ -439,7 +450,7 @@ def summarize(run: Run, result: LoadResult, t0: float, stopped: float,
 def read_log(run: Run, text: str) -> None:
     """Counts of notable log lines, and the first problems; for ``sigkill`` the lines
     about the kills themselves are expected and left out."""
-    expected = ("was sent SIGKILL", "killed by SIGKILL") if run.event == "sigkill" else ()
+    expected = ("was sent SIGKILL", "killed by SIGKILL") if run.event.startswith("sigkill") else ()
     lines = [line for line in text.splitlines() if not any(e in line for e in expected)]
     run.log_findings = {name: sum(mark in line for line in lines)
                         for name, mark in LOG_MARKS.items()}
