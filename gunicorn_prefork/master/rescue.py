@@ -41,7 +41,7 @@ import socket
 import struct
 import termios
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..fork.rescue_channel import PROBE, Channel, Spare
@@ -231,22 +231,23 @@ class Rescue:
         room = self.room(target) if self.room is not None else None
         return room is None or room > 0
 
+    def _in_turn(self, targets: Sequence[Any], start: int | None = None) -> Iterator[int]:
+        """Indices of ``targets`` in round-robin order, from ``start`` (default: the
+        one after the last target that got a connection)."""
+        first = self._next if start is None else start
+        return ((first + step) % len(targets) for step in range(len(targets)))
+
     def _with_room(self, targets: Sequence[Any]) -> int | None:
         """Where in ``targets`` the next connection goes (round robin from the last
         one, the first with room); None: no target has room."""
-        for attempt in range(len(targets)):
-            at = (self._next + attempt) % len(targets)
-            if self._has_room(targets[at]):
-                return at
-        return None
+        return next((at for at in self._in_turn(targets) if self._has_room(targets[at])),
+                    None)
 
     def _send(self, index: int, conn: socket.socket, targets: Sequence[Any],
               checked: int | None = None) -> bool:
         """Pass ``conn`` to the first target with room, from ``checked`` (a target
         whose room the caller has just read: not read again) or the next in turn."""
-        start = self._next if checked is None else checked
-        for attempt in range(len(targets)):
-            at = (start + attempt) % len(targets)
+        for at in self._in_turn(targets, checked):
             target = targets[at]
             entry = self._channels.get(id(target))
             if entry is None or (at != checked and not self._has_room(target)) \

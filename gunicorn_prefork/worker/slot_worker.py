@@ -219,10 +219,9 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
         Every :data:`YIELD_EVERY` requests, and after each request once the loop's
         turn has run :data:`.loop_turn.TURN_BUDGET`, the worker yields to the gevent
         hub until its loop's next turn (:func:`.loop_turn.yield_to_loop`): Gunicorn
-        serves the next
-        request of a keep-alive connection at once when it is already buffered, so a
-        few busy connections would starve the rest (and new ones waiting to be
-        accepted) — a p50 of 1 ms with a p99 of seconds.
+        serves the next request of a keep-alive connection at once when it is already
+        buffered, so a few busy connections would starve the rest (and new ones
+        waiting to be accepted) — a p50 of 1 ms with a p99 of seconds.
 
         (Counting each answered request as stall-watch progress, so that a worker
         busy with a burst is not taken for stalled, cost 6-13 % of hello-world req/s
