@@ -19,7 +19,9 @@ Workloads (apps in ``benchmarks/apps/seed_apps.py``):
 
 - ``sleep``: the seed's handler, ``time.sleep(0.1)`` (patched by gevent), 512 connections;
   the ceiling is connections / 0.1 s = 5,120 req/s;
-- ``hello``: ``Hello, World!``, 64 connections; compared with ``gevent`` in the same repeat.
+- ``hello``: ``Hello, World!``, 64 connections; compared with ``gevent`` in the same repeat;
+- ``json``: a JSON API's handler (parses the query string, answers about 2 KB of JSON),
+  ``GET /items?page=3``, 64 connections; compared with ``gevent`` like ``hello``.
 
 Load comes from wrk with the seed's command line::
 
@@ -124,6 +126,8 @@ class Workload:
     name: str
     app: str
     conns: int
+    #: what wrk requests
+    path: str = "/"
 
 
 @dataclass(frozen=True)
@@ -194,6 +198,9 @@ def _granian(args: argparse.Namespace, workload: Workload, port: int) -> list[st
     return [*command, f"seed_apps:{workload.app}"]
 
 
+#: the json workload's request
+JSON_PATH = "/items?page=3"
+
 VARIANTS = (
     Variant("prefork", "gunicorn_prefork.Worker", _gunicorn(PREFORK)),
     Variant("gevent", "-k gevent (shared socket)", _gunicorn(GEVENT)),
@@ -244,7 +251,8 @@ def run_once(args: argparse.Namespace, variant: Variant, workload: Workload, rep
     port = free_port()
     command = variant.command(args, workload, port)
     wrk = wrk_command(port, duration=args.duration, conns=workload.conns,
-                      threads=args.threads, headers=WRK_HEADERS, timeout=8, wrk=args.wrk)
+                      threads=args.threads, headers=WRK_HEADERS, timeout=8, wrk=args.wrk,
+                      path=workload.path)
     run = Run(repeat=repeat, workload=workload.name, variant=variant.name, command=command,
               wrk_command=wrk, port=port, started=dt.datetime.now().isoformat(timespec="seconds"),
               loadavg_before=loadavg(5))
@@ -359,7 +367,8 @@ def table(runs: list[Run], variants: Sequence[Variant], workloads: Sequence[Work
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argument_parser(__doc__)
-    parser.add_argument("--workload", choices=("sleep", "hello", "all"), default="all")
+    parser.add_argument("--workload", choices=("sleep", "hello", "json", "all"),
+                        default="all")
     parser.add_argument("--variants", default="all",
                         help="comma-separated subset of: "
                              + ", ".join(v.name for v in VARIANTS) + " (default all)")
@@ -392,14 +401,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     json_path: Path = args.json or RESULTS_DIR / f"seed-{stamp}.json"
 
     all_workloads = {"sleep": Workload("sleep", "sleep_app", args.sleep_conns),
-                     "hello": Workload("hello", "hello_app", args.hello_conns)}
+                     "hello": Workload("hello", "hello_app", args.hello_conns),
+                     "json": Workload("json", "json_app", args.hello_conns, JSON_PATH)}
     workloads = (list(all_workloads.values()) if args.workload == "all"
                  else [all_workloads[args.workload]])
     wanted = args.variant_list
     skipped = {k: v for k, v in skipped_variants().items() if k in wanted}
     variants = [v for v in VARIANTS if v.name in wanted and v.name not in skipped]
-    if any(w.name == "hello" for w in workloads) and "gevent" not in wanted:
-        print("note: hello's ratio is to gevent, which is not selected", file=sys.stderr)
+    if any(w.name != "sleep" for w in workloads) and "gevent" not in wanted:
+        print("note: the ratio is to gevent, which is not selected", file=sys.stderr)
 
     total = args.repeats * len(workloads) * len(variants)
     print(f"{total} runs of {args.duration}s ({args.workers} workers, wrk -t{args.threads}); "

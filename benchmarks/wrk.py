@@ -36,16 +36,16 @@ def _ms(value: str, unit: str) -> float:
 
 def wrk_command(port: int, *, duration: int, conns: int, threads: int,
                 headers: Sequence[str] = (), timeout: int | None = None,
-                wrk: str = "wrk", scheme: str = "http") -> list[str]:
+                wrk: str = "wrk", scheme: str = "http", path: str = "/") -> list[str]:
     """``wrk [-H header]... --latency -d <duration>s -c <conns> [--timeout T] -t <threads>
-    SCHEME://127.0.0.1:PORT/`` (``scheme`` ``https`` for a TLS listener)."""
+    SCHEME://127.0.0.1:PORT/PATH`` (``scheme`` ``https`` for a TLS listener)."""
     command = [wrk]
     for header in headers:
         command += ["-H", header]
     command += ["--latency", "-d", f"{duration}s", "-c", str(conns)]
     if timeout is not None:
         command += ["--timeout", str(timeout)]
-    return [*command, "-t", str(threads), f"{scheme}://{HOST}:{port}/"]
+    return [*command, "-t", str(threads), f"{scheme}://{HOST}:{port}{path}"]
 
 
 def run_wrk(command: list[str], timeout: float | None = None) -> subprocess.CompletedProcess[str]:

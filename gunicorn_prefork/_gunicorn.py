@@ -55,6 +55,10 @@ gevent ``StreamServer.socket/_spawn/_handle/do_close``, :func:`passed_connection
 gevent ``socket._sock``                                :func:`raw_socket`
 gevent ``Timeout._on_expiration``, ``.timer.start``    :func:`rechecking_timeout`
 ``worker.booted`` (set after ``init_process``)         :func:`booted`
+``Config.__getattr__`` (``settings[name].get()``),     :func:`keep_setting_values`
+``Config.set``, ``Config.__setattr__``
+``gunicorn.http.message._ip_in_allow_list(ip,         :func:`install_ip_in_allow_list`
+allow_list, networks)`` (24+; looked up per call)
 =====================================================  =================================
 
 Version notes: 20.1-23 reap workers inside the SIGCHLD handler (so code called from
@@ -383,6 +387,42 @@ http_date: Callable[..., str] = util.http_date
 def install_http_date(replacement: Callable[..., str]) -> None:
     """Replace ``util.http_date``, which Gunicorn looks up for every response."""
     util.http_date = replacement
+
+
+def keep_setting_values(cfg: Any) -> None:
+    """Make ``cfg`` keep each setting's value, once read, as an instance attribute
+    (worker process only). ``Config.__getattr__`` runs only for names not found
+    on the instance, so a kept value is read without it; ``set`` drops it first."""
+    base = type(cfg)
+    if getattr(base, "_prefork_keeps_values", False):
+        return
+
+    def __getattr__(self: Any, name: str) -> Any:
+        value = base.__getattr__(self, name)
+        self.__dict__[name] = value
+        return value
+
+    def set(self: Any, name: str, value: Any) -> None:
+        self.__dict__.pop(name, None)
+        base.set(self, name, value)
+
+    cfg.__class__ = type(base.__name__, (base,), {
+        "__getattr__": __getattr__, "set": set, "_prefork_keeps_values": True,
+        "__module__": base.__module__})
+
+
+def install_ip_in_allow_list(
+        make: Callable[[Callable[[str, Any, Any], bool]], Callable[[str, Any, Any], bool]],
+) -> bool:
+    """Replace ``gunicorn.http.message._ip_in_allow_list`` with ``make(original)``
+    where Gunicorn has it (24+; worker process only). Returns whether it did."""
+    from gunicorn.http import message
+
+    original = getattr(message, "_ip_in_allow_list", None)
+    if original is None:
+        return False
+    message._ip_in_allow_list = make(original)
+    return True
 
 
 def install_response_write(

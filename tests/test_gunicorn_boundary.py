@@ -262,3 +262,28 @@ def test_a_passed_connection_is_served_also_after_its_server_closed() -> None:
     gevent.sleep(0.2)
     assert got == [b"hello"] and client.recv(2) == b"ok" and taken == [1]
     client.close()
+
+
+def test_config_reads_a_setting_through_getattr_and_changes_it_with_set() -> None:
+    assert "__getattr__" in vars(Config) and "set" in vars(Config)
+    cfg = Config()
+    assert "keepalive" not in vars(cfg)  # looked up through __getattr__
+    assert cfg.keepalive == cfg.settings["keepalive"].get()
+    with pytest.raises(AttributeError):
+        cfg.keepalive = 3  # Config.__setattr__ forbids it
+    _gunicorn.keep_setting_values(cfg)
+    assert cfg.keepalive == 2 and vars(cfg)["keepalive"] == 2
+    cfg.set("keepalive", 7)
+    assert cfg.keepalive == 7 and cfg.settings["keepalive"].get() == 7
+
+
+def test_ip_in_allow_list_is_looked_up_by_the_header_policy() -> None:
+    from gunicorn.http import message
+
+    original = getattr(message, "_ip_in_allow_list", None)
+    if original is None:  # 20.1 to 23 compare the address as a string
+        assert "peer_addr[0] in cfg.forwarded_allow_ips" in inspect.getsource(message)
+        return
+    assert _params(original) == ["ip_str", "allow_list", "networks"]
+    assert "_ip_in_allow_list(self.peer_addr[0], cfg.forwarded_allow_ips," in \
+        inspect.getsource(message)

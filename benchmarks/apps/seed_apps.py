@@ -2,7 +2,9 @@
 
 ``sleep_app`` is the handler of fasthttp's prefork benchmark (sleep 100 ms, empty 200
 response; under gevent ``time.sleep`` is patched and yields to the hub). ``hello_app``
-answers ``Hello, World!`` at once.
+answers ``Hello, World!`` at once. ``json_app`` is a JSON API's handler: it parses the
+query string, builds a list of 20 records and answers it as about 2 KB of JSON with a
+few headers.
 
 Both count the requests they serve in an in-memory counter of the serving process and
 nothing else on the hot path. ``GET /__count`` answers ``<pid> <count>`` without
@@ -12,10 +14,12 @@ fresh connections.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qs
 
 StartResponse = Callable[..., Any]
 
@@ -62,3 +66,19 @@ def hello_app(environ: dict[str, Any], start_response: StartResponse) -> Iterabl
     _count()
     start_response("200 OK", list(_HELLO_HEADERS))
     return [HELLO]
+
+
+def json_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    if environ.get("PATH_INFO") == COUNT_PATH:
+        return _report(start_response)
+    _count()
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    page = int(query.get("page", ["1"])[0])
+    items = [{"id": page * 100 + n, "name": f"item {n}", "price": n * 1.25,
+              "tags": ["alpha", "beta"], "in_stock": n % 3 != 0} for n in range(20)]
+    body = json.dumps({"page": page, "count": len(items), "items": items}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body))),
+                              ("Cache-Control", "no-store"),
+                              ("X-Request-Page", str(page))])
+    return [body]

@@ -39,7 +39,16 @@ import gevent
 
 from .. import _gunicorn
 from ..fork import child_plan, leaving, parent_death
-from . import coalesce, date_cache, loop_turn, request_wait, shedding, slot_server
+from . import (
+    coalesce,
+    date_cache,
+    loop_turn,
+    peer_trust,
+    request_wait,
+    settings_values,
+    shedding,
+    slot_server,
+)
 from .rescue_inbox import Inbox
 from .slot_server import SlotServer, listener_names
 
@@ -258,6 +267,8 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
     # -- booting -------------------------------------------------------------------
 
     def init_process(self) -> None:
+        settings_values.install(self.cfg)
+        peer_trust.install()
         date_cache.install()
         coalesce.install()
         self._wait_recover_interval()

@@ -2,8 +2,10 @@
 
 ``/status/NNN`` answers with that status (no body for 1xx, 204 and 304); ``/stream``
 answers in three writes without a Content-Length (chunked on HTTP/1.1); every other
-path echoes the method, path, query, protocol, request headers and body. Nothing
-per-connection (client port, server port) goes into the response; the serving
+path echoes the method, path, query, protocol, request headers and body, and what the
+server made of the connection: ``wsgi.url_scheme``, ``REMOTE_ADDR``, ``SCRIPT_NAME``
+and, behind the PROXY protocol, the addresses it carried. Nothing per-connection
+(the client's own port, the server's port) goes into the response; the serving
 worker's pid goes into ``X-Worker-Pid`` only, which the test ignores.
 """
 
@@ -23,6 +25,10 @@ def _echo(environ: dict[str, Any]) -> bytes:
     for key in sorted(environ):
         if key.startswith("HTTP_") or key in ("CONTENT_LENGTH", "CONTENT_TYPE"):
             lines.append(f"{key}: {environ[key]}")
+    connection = ["wsgi.url_scheme", "REMOTE_ADDR", "SCRIPT_NAME"]
+    if "PROXY_PROTOCOL" in environ:
+        connection += ["PROXY_PROTOCOL", "REMOTE_PORT", "PROXY_ADDR", "PROXY_PORT"]
+    lines += [f"{key}= {environ.get(key)}" for key in connection]
     body = environ["wsgi.input"].read()
     return ("\n".join(lines) + "\n\n").encode("latin-1") + body
 

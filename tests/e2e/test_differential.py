@@ -16,6 +16,7 @@ difference between the two servers fails.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import time
@@ -34,6 +35,13 @@ keepalive = 1                       # an idle keep-alive connection closes after
 limit_request_line = 1024
 limit_request_field_size = 1024
 limit_request_fields = 20
+"""
+
+#: The same, behind a proxy: the PROXY protocol accepted from 127.0.0.1 (Gunicorn's
+#: default ``proxy_allow_ips``), and forwarding headers trusted only from 10.1.2.3.
+PROXIED_CONFIG = CONFIG + """\
+proxy_protocol = True
+forwarded_allow_ips = "10.1.2.3"
 """
 
 #: Response headers that name the serving process or the moment, not the request.
@@ -137,6 +145,26 @@ CASES: dict[str, Case] = {
     "partial-request-then-close": Case((b"GET / HTTP/1.1\r\nHost: te",)),
 }
 
+#: What a proxy in front adds; served by both configurations (127.0.0.1, the test's
+#: peer, is trusted for forwarding headers by default and not in PROXIED_CONFIG).
+FORWARDED = b"X-Forwarded-Proto: https\r\nX-Forwarded-For: 10.9.8.7\r\n"
+PROXY_LINE = b"PROXY TCP4 10.1.2.3 10.0.0.1 4711 80\r\n"
+FORWARDING_CASES: dict[str, Case] = {
+    "forwarded-proto-and-for": Case((b"GET / HTTP/1.1\r\n" + H + FORWARDED + b"\r\n",)),
+    "forwarded-ssl-on": Case((b"GET / HTTP/1.1\r\n" + H + b"X-Forwarded-Ssl: on\r\n\r\n",)),
+    "forwarded-conflicting-schemes": Case(
+        (b"GET / HTTP/1.1\r\n" + H + b"X-Forwarded-Proto: https\r\n"
+         b"X-Forwarded-Ssl: off\r\n\r\n",)),
+    "forwarded-on-three-keep-alive-requests": Case(
+        (b"".join(b"GET /%d HTTP/1.1\r\n" % n + H + FORWARDED + b"\r\n" for n in range(3)),)),
+    "script-name-header": Case(
+        (b"GET /app/x HTTP/1.1\r\n" + H + b"Script-Name: /app\r\n\r\n",)),
+    "proxy-line-then-forwarded": Case(
+        (PROXY_LINE + b"GET / HTTP/1.1\r\n" + H + FORWARDED + b"\r\n"
+         b"GET /again HTTP/1.1\r\n" + H + FORWARDED + b"\r\n",)),
+    "proxy-line-malformed": Case((b"PROXY TCP4 nonsense\r\nGET / HTTP/1.1\r\n" + H + b"\r\n",)),
+}
+
 
 def _recv_until(conn: socket.socket, buf: bytearray, done, deadline: float) -> str:
     """Read into ``buf`` until ``done(buf)``, EOF, a reset or ``deadline``."""
@@ -219,17 +247,30 @@ def parse(raw: bytes, end: str, head: bool) -> Exchange:
     return result
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
+@contextlib.contextmanager
+def _pair(tmp_path_factory: pytest.TempPathFactory, config: str) -> Iterator[dict[str, int]]:
+    """``-k gevent`` and ours, one worker each, on ``config``."""
     with running(tmp_path_factory.mktemp("gevent"), app="echo:app",
-                 config=CONFIG.format(port=(gevent_port := free_port()),
+                 config=config.format(port=(gevent_port := free_port()),
                                       worker="gevent")) as stock, \
          running(tmp_path_factory.mktemp("prefork"), app="echo:app",
-                 config=CONFIG.format(port=(prefork_port := free_port()),
+                 config=config.format(port=(prefork_port := free_port()),
                                       worker="gunicorn_prefork.Worker")) as ours:
         stock.wait_serving(gevent_port, 1)
         ours.wait_serving(prefork_port, 1)
         yield {"gevent": gevent_port, "prefork": prefork_port}
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
+    with _pair(tmp_path_factory, CONFIG) as ports:
+        yield ports
+
+
+@pytest.fixture(scope="module")
+def proxied_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
+    with _pair(tmp_path_factory, PROXIED_CONFIG) as ports:
+        yield ports
 
 
 @pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
@@ -237,6 +278,30 @@ def test_same_as_gevent_worker(servers: dict[str, int], case: Case) -> None:
     raw = {name: exchange(port, case) for name, port in servers.items()}
     parsed = {name: parse(data, end, case.head) for name, (data, end) in raw.items()}
     assert parsed["prefork"] == parsed["gevent"], raw
+
+
+@pytest.mark.parametrize("case", list(FORWARDING_CASES.values()), ids=list(FORWARDING_CASES))
+def test_forwarding_the_same_as_gevent_worker(servers: dict[str, int],
+                                              proxied_servers: dict[str, int],
+                                              case: Case) -> None:
+    for pair in (servers, proxied_servers):
+        raw = {name: exchange(port, case) for name, port in pair.items()}
+        parsed = {name: parse(data, end, case.head) for name, (data, end) in raw.items()}
+        assert parsed["prefork"] == parsed["gevent"], raw
+
+
+def test_forwarding_cases_reach_the_app_trusted_or_not(
+        servers: dict[str, int], proxied_servers: dict[str, int]) -> None:
+    """The forwarding cases show trust: https from the trusted peer, http behind the
+    proxy (10.1.2.3 is trusted there, and the PROXY line names it as the client)."""
+    case = FORWARDING_CASES["forwarded-proto-and-for"]
+    trusted = parse(*exchange(servers["gevent"], case), False).responses[0][2]
+    assert b"wsgi.url_scheme= https" in trusted
+    untrusted = parse(*exchange(proxied_servers["gevent"], case), False).responses[0][2]
+    assert b"wsgi.url_scheme= http\n" in untrusted
+    case = FORWARDING_CASES["proxy-line-then-forwarded"]
+    behind = parse(*exchange(proxied_servers["gevent"], case), False).responses
+    assert all(b"REMOTE_ADDR= 10.1.2.3" in r[2] for r in behind) and len(behind) == 2
 
 
 def test_the_corpus_reaches_the_app_and_the_parser(servers: dict[str, int]) -> None:
