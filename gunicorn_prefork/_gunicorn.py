@@ -59,6 +59,8 @@ gevent ``Timeout._on_expiration``, ``.timer.start``    :func:`rechecking_timeout
 ``Config.set``, ``Config.__setattr__``
 ``gunicorn.http.message._ip_in_allow_list(ip,         :func:`install_ip_in_allow_list`
 allow_list, networks)`` (24+; looked up per call)
+``gunicorn.http.wsgi.logging`` (module global, used by   :func:`install_wsgi_logging`
+``WSGIErrorsWrapper`` per request)
 =====================================================  =================================
 
 Version notes: 20.1-23 reap workers inside the SIGCHLD handler (so code called from
@@ -423,6 +425,12 @@ def install_ip_in_allow_list(
         return False
     message._ip_in_allow_list = make(original)
     return True
+
+
+def install_wsgi_logging(stand_in: types.ModuleType) -> None:
+    """Give ``gunicorn.http.wsgi`` ``stand_in`` as its ``logging`` module (worker
+    process only): ``WSGIErrorsWrapper`` looks its logger up there per request."""
+    wsgi.logging = stand_in
 
 
 def install_response_write(

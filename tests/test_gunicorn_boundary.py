@@ -287,3 +287,11 @@ def test_ip_in_allow_list_is_looked_up_by_the_header_policy() -> None:
     assert _params(original) == ["ip_str", "allow_list", "networks"]
     assert "_ip_in_allow_list(self.peer_addr[0], cfg.forwarded_allow_ips," in \
         inspect.getsource(message)
+
+
+def test_the_wsgi_errors_stream_looks_its_logger_up_in_the_wsgi_module() -> None:
+    import logging
+
+    assert wsgi.logging is logging or type(wsgi.logging).__name__ == "RememberingLogging"
+    source = inspect.getsource(wsgi.WSGIErrorsWrapper.__init__)
+    assert 'logging.getLogger("gunicorn.error")' in source

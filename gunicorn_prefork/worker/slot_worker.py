@@ -42,6 +42,7 @@ from ..fork import child_plan, leaving, parent_death
 from . import (
     coalesce,
     date_cache,
+    logger_lookup,
     loop_turn,
     peer_trust,
     request_wait,
@@ -269,6 +270,7 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
     def init_process(self) -> None:
         settings_values.install(self.cfg)
         peer_trust.install()
+        logger_lookup.install()
         date_cache.install()
         coalesce.install()
         self._wait_recover_interval()

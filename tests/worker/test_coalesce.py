@@ -26,6 +26,18 @@ class Recorder:
     def sendall(self, data: Any, *args: Any) -> None:
         self.writes.append(bytes(data))
 
+    def send(self, data: Any, *args: Any) -> int:
+        self.writes.append(bytes(data))
+        return len(data)
+
+
+class Partial(Recorder):
+    """A socket whose ``send`` takes at most 10 bytes (a full send buffer)."""
+
+    def send(self, data: Any, *args: Any) -> int:
+        self.writes.append(bytes(data[:10]))
+        return min(10, len(data))
+
 
 @pytest.fixture(autouse=True)
 def installed() -> Iterator[None]:
@@ -88,3 +100,10 @@ def test_a_bad_write_still_sends_the_headers_as_gunicorn_does() -> None:
     with pytest.raises(TypeError):
         response.write("not bytes")  # type: ignore[arg-type]
     assert len(out.writes) == 1 and out.writes[0].endswith(b"\r\n\r\n")
+
+
+def test_what_one_send_did_not_take_goes_out_before_write_returns() -> None:
+    sock = Partial()
+    coalesce.send_all(sock, b"0123456789abcdefghij-and-the-rest")
+    assert b"".join(sock.writes) == b"0123456789abcdefghij-and-the-rest"
+    assert sock.writes[0] == b"0123456789"
