@@ -34,9 +34,9 @@ import gevent
 #: instead of 1-3 per run, the same req/s.
 YIELD_SECONDS = 1e-6
 
-#: A keep-alive handler also yields when the loop's turn has run this long: with
-#: many busy connections every 4th request is not enough, a turn ran for 10 ms of
-#: CPU while a new connection waited. Measured 2026-12-01
+#: A keep-alive handler yields when the loop's turn has run this long: with many
+#: busy connections a yield every 4th request was not enough, a turn ran for 10 ms
+#: of CPU while a new connection waited. Measured (with that yield too) 2026-12-01
 #: (hello c64, wrk on the 2 cores, 27.0.1, 2 runs each; budget 5 ms / none):
 #: 2 workers 1.03x / 1.02x stock req/s, p99 10.5 / 21.6 ms; 4 workers 0.98x / 1.05x,
 #: p99 21 / 28 ms; 4 workers load-aware: p99 13 / 43 ms, balance 1.07 / 1.24,

@@ -56,11 +56,6 @@ from .slot_server import SlotServer, listener_names
 #: A replacement waiting out its back-off stops notifying this long before it boots.
 QUIET_BEFORE_BOOT = 1.5
 
-#: Requests between two yields to the gevent hub (fairness between connections).
-#: Measured on hello world, c64, 2 workers: every request: p99 10-15 ms at 19-20k
-#: req/s; every 4th: p99 19-23 ms at 21-22k req/s; never: p99 110-220 ms, 23k.
-YIELD_EVERY = 4
-
 #: Longest a quick shutdown (QUIT/INT) waits for requests already accepted.
 QUIT_GRACE_SECONDS = 1.0
 
@@ -224,24 +219,25 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
         return request_wait.wait_for_request(self.cfg.keepalive)
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> None:
-        """Gunicorn's request handling, yielding to the hub every few requests.
+        """Gunicorn's request handling, then a yield to the hub once the loop's turn
+        has run :data:`.loop_turn.TURN_BUDGET`.
 
-        Every :data:`YIELD_EVERY` requests, and after each request once the loop's
-        turn has run :data:`.loop_turn.TURN_BUDGET`, the worker yields to the gevent
-        hub until its loop's next turn (:func:`.loop_turn.yield_to_loop`): Gunicorn
-        serves the next request of a keep-alive connection at once when it is already
-        buffered, so a few busy connections would starve the rest (and new ones
+        The worker yields until its loop's next turn (:func:`.loop_turn.yield_to_loop`):
+        Gunicorn serves the next request of a keep-alive connection at once when it is
+        already buffered, so a few busy connections would starve the rest (and new ones
         waiting to be accepted) — a p50 of 1 ms with a p99 of seconds.
 
-        (Counting each answered request as stall-watch progress, so that a worker
-        busy with a burst is not taken for stalled, cost 6-13 % of hello-world req/s
-        on 2 workers, measured 2026-11-30: not done.)
+        (A yield every 4th request as well, measured 2026-12-01, hello c64, wrk on the
+        2 cores, 27.0.1, 2 runs each: 2 workers 28,201 against 30,048 req/s without,
+        p99 6.9 against 8.3 ms; 4 workers 27,527 against 28,720, p99 8.2 against
+        8.5 ms: not done. Counting each answered request as stall-watch progress cost
+        6-13 % of req/s on 2 workers, 2026-11-30: not done.)
         """
         # a response that ends its connection raises StopIteration (Gunicorn 20.1 to
         # 27; the gevent worker's handle_request returns None either way): no yield,
         # the connection closes at once
         super().handle_request(listener_name, req, sock, addr)
-        if self.nr % YIELD_EVERY == 0 or loop_turn.over_budget():
+        if loop_turn.over_budget():
             loop_turn.yield_to_loop()
 
     def handle_quit(self, sig: int, frame: FrameType | None) -> None:

@@ -1,7 +1,7 @@
 """The worker's yield between requests lets the loop poll for I/O.
 
-A worker yields to the gevent hub every few requests so that busy keep-alive
-connections do not starve the others, nor the listening socket's accept. The
+A worker yields to the gevent hub once its loop's turn is over its budget, so that
+busy keep-alive connections do not starve the others, nor the listening socket's accept. The
 yield must reach the loop's poll: ``gevent.sleep(0)`` only queues the greenlet
 behind the other callbacks, and a few greenlets doing it keep the loop from
 polling (gevent runs callbacks for up to its switch interval). The order is
@@ -59,16 +59,18 @@ class _Yields:
         self.count += 1
 
 
-def test_the_worker_yields_after_a_kept_connection_not_before_a_close(
+def test_the_worker_yields_after_a_kept_connection_over_budget_not_before_a_close(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Through Gunicorn's real gevent worker, whose handle_request returns None:
     Gunicorn's own request handling is replaced by one that keeps the connection
     (returns) or ends it (StopIteration)."""
     from gunicorn.workers import base_async
 
-    from gunicorn_prefork.worker.slot_worker import YIELD_EVERY, SlotWorker
+    from gunicorn_prefork.worker.loop_turn import TURN_BUDGET
+    from gunicorn_prefork.worker.slot_worker import SlotWorker
 
     ends = {"close": False}
+    turn_age = {"seconds": 0.0}
 
     def handled(worker: Any, *_: Any) -> bool:
         worker.nr += 1
@@ -79,14 +81,18 @@ def test_the_worker_yields_after_a_kept_connection_not_before_a_close(
     yields = _Yields()
     monkeypatch.setattr(base_async.AsyncWorker, "handle_request", handled)
     monkeypatch.setattr(slot_worker.gevent, "sleep", yields)
-    monkeypatch.setattr(slot_worker.loop_turn, "age", lambda: 0.0)  # turns are short
+    monkeypatch.setattr(slot_worker.loop_turn, "age", lambda: turn_age["seconds"])
     worker = SlotWorker.__new__(SlotWorker)
     worker.nr = 0
-    for _ in range(4 * YIELD_EVERY):
+    for _ in range(16):  # short turns: no yield
+        worker.handle_request("listener", None, None, None)
+    assert yields.count == 0
+    turn_age["seconds"] = 2 * TURN_BUDGET
+    for _ in range(4):  # a turn past its budget: a yield after each request
         worker.handle_request("listener", None, None, None)
     assert yields.count == 4
     ends["close"] = True
-    for _ in range(4 * YIELD_EVERY):
+    for _ in range(4):
         with pytest.raises(StopIteration):
             worker.handle_request("listener", None, None, None)
     assert yields.count == 4
