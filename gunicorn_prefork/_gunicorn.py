@@ -53,7 +53,6 @@ gevent ``StreamServer.socket/_spawn/_handle/do_close``, :func:`passed_connection
 ``baseserver._handle_and_close_when_done``, ``full()``, :func:`pool_full`
 ``gevent.socket.socket(family, type, proto, fileno)``
 gevent ``socket._sock``                                :func:`raw_socket`
-gevent ``Timeout._on_expiration``, ``.timer.start``    :func:`rechecking_timeout`
 ``worker.booted`` (set after ``init_process``)         :func:`booted`
 ``Config.__getattr__`` (``settings[name].get()``),     :func:`keep_setting_values`
 ``Config.set``, ``Config.__setattr__``
@@ -539,34 +538,6 @@ handed to a handler (gevent then calls the server's ``do_close`` once for it).""
 def raw_socket(sock: Any) -> Any:
     """The standard socket inside a gevent socket (gevent's ``_sock``), or ``sock``."""
     return getattr(sock, "_sock", sock)
-
-
-@functools.cache
-def _rechecking_timeout_class() -> type:
-    import gevent  # worker only: imports gevent
-
-    class RecheckingTimeout(gevent.Timeout):  # type: ignore[misc]
-        """gevent's ``Timeout(seconds, False)`` whose expiry (gevent's private
-        ``_on_expiration``, called by the hub when the timer fires) first asks
-        ``keep_waiting()``: while it says yes the timer starts over."""
-
-        def __init__(self, seconds: float, keep_waiting: Callable[[], bool]) -> None:
-            super().__init__(seconds, False)
-            self._keep_waiting = keep_waiting
-
-        def _on_expiration(self, prev_greenlet: Any, ex: Any) -> None:
-            if self._keep_waiting():
-                self.timer.start(self._on_expiration, prev_greenlet, ex, update=True)
-                return
-            super()._on_expiration(prev_greenlet, ex)
-
-    return RecheckingTimeout
-
-
-def rechecking_timeout(seconds: float, keep_waiting: Callable[[], bool]) -> Any:
-    """A ``gevent.Timeout(seconds, False)`` (a context that ends the block silently)
-    that, when its time is up, first asks ``keep_waiting()``; if so it starts over."""
-    return _rechecking_timeout_class()(seconds, keep_waiting)
 
 
 def pool_full(server: Any) -> bool:
