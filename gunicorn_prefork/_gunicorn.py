@@ -60,6 +60,8 @@ gevent ``socket._sock``                                :func:`raw_socket`
 allow_list, networks)`` (24+; looked up per call)
 ``gunicorn.http.wsgi.logging`` (module global, used by   :func:`install_wsgi_logging`
 ``WSGIErrorsWrapper`` per request)
+``gunicorn.http.wsgi.os`` (module global: ``os.environ``  :func:`install_wsgi_os`
+``.get("SCRIPT_NAME", "")`` per request in ``create``)
 =====================================================  =================================
 
 Version notes: 20.1-23 reap workers inside the SIGCHLD handler (so code called from
@@ -430,6 +432,12 @@ def install_wsgi_logging(stand_in: types.ModuleType) -> None:
     """Give ``gunicorn.http.wsgi`` ``stand_in`` as its ``logging`` module (worker
     process only): ``WSGIErrorsWrapper`` looks its logger up there per request."""
     wsgi.logging = stand_in
+
+
+def install_wsgi_os(stand_in: types.ModuleType) -> None:
+    """Give ``gunicorn.http.wsgi`` ``stand_in`` as its ``os`` module (worker process
+    only): ``create`` reads ``os.environ.get("SCRIPT_NAME", "")`` there per request."""
+    wsgi.os = stand_in
 
 
 def install_response_write(

@@ -192,15 +192,16 @@ class Gunicorn:
         return (self.worker_pids() - workers).pop()
 
     def wait_serving(self, port: int, workers: int, host: str = "127.0.0.1",
-                     timeout: float = 20.0, tls: bool = False) -> None:
-        """Until ``workers`` listeners exist on the port and as many workers answer."""
+                     timeout: float = 20.0, tls: bool = False, path: str = "/") -> None:
+        """Until ``workers`` listeners exist on the port and as many workers answer
+        (``GET path``)."""
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"gunicorn exited with {self.proc.returncode}:\n{self.log()}")
             if listeners(port) != workers:
                 return False
             try:
-                served = {request(host, port, tls=tls)[1]["x-worker-pid"]
+                served = {request(host, port, path, tls=tls)[1]["x-worker-pid"]
                           for _ in range(10 * workers)}
             except OSError:
                 return False

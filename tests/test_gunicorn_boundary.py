@@ -295,3 +295,12 @@ def test_the_wsgi_errors_stream_looks_its_logger_up_in_the_wsgi_module() -> None
     assert wsgi.logging is logging or type(wsgi.logging).__name__ == "RememberingLogging"
     source = inspect.getsource(wsgi.WSGIErrorsWrapper.__init__)
     assert 'logging.getLogger("gunicorn.error")' in source
+
+
+def test_create_reads_script_name_from_the_wsgi_modules_os() -> None:
+    import os
+
+    assert wsgi.os is os or type(wsgi.os).__name__ == "EnvironLookup"
+    assert 'os.environ.get("SCRIPT_NAME", "")' in inspect.getsource(wsgi.create)
+    assert isinstance(os.environ._data, dict)  # what the stand-in reads
+    assert os.environ.encodekey("SCRIPT_NAME") in (b"SCRIPT_NAME", "SCRIPT_NAME")

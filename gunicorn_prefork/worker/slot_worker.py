@@ -42,6 +42,7 @@ from ..fork import child_plan, leaving, parent_death
 from . import (
     coalesce,
     date_cache,
+    environ_lookup,
     logger_lookup,
     loop_turn,
     peer_trust,
@@ -267,6 +268,7 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
         settings_values.install(self.cfg)
         peer_trust.install()
         logger_lookup.install()
+        environ_lookup.install()
         date_cache.install()
         coalesce.install()
         self._wait_recover_interval()

@@ -38,10 +38,12 @@ limit_request_fields = 20
 """
 
 #: The same, behind a proxy: the PROXY protocol accepted from 127.0.0.1 (Gunicorn's
-#: default ``proxy_allow_ips``), and forwarding headers trusted only from 10.1.2.3.
+#: default ``proxy_allow_ips``), forwarding headers trusted only from 10.1.2.3, and
+#: the application mounted at /app (``SCRIPT_NAME`` in the environment).
 PROXIED_CONFIG = CONFIG + """\
 proxy_protocol = True
 forwarded_allow_ips = "10.1.2.3"
+raw_env = ["SCRIPT_NAME=/app"]
 """
 
 #: Response headers that name the serving process or the moment, not the request.
@@ -150,19 +152,20 @@ CASES: dict[str, Case] = {
 FORWARDED = b"X-Forwarded-Proto: https\r\nX-Forwarded-For: 10.9.8.7\r\n"
 PROXY_LINE = b"PROXY TCP4 10.1.2.3 10.0.0.1 4711 80\r\n"
 FORWARDING_CASES: dict[str, Case] = {
-    "forwarded-proto-and-for": Case((b"GET / HTTP/1.1\r\n" + H + FORWARDED + b"\r\n",)),
-    "forwarded-ssl-on": Case((b"GET / HTTP/1.1\r\n" + H + b"X-Forwarded-Ssl: on\r\n\r\n",)),
+    "forwarded-proto-and-for": Case((b"GET /app/ HTTP/1.1\r\n" + H + FORWARDED + b"\r\n",)),
+    "forwarded-ssl-on": Case((b"GET /app/ HTTP/1.1\r\n" + H + b"X-Forwarded-Ssl: on\r\n\r\n",)),
     "forwarded-conflicting-schemes": Case(
-        (b"GET / HTTP/1.1\r\n" + H + b"X-Forwarded-Proto: https\r\n"
+        (b"GET /app/ HTTP/1.1\r\n" + H + b"X-Forwarded-Proto: https\r\n"
          b"X-Forwarded-Ssl: off\r\n\r\n",)),
     "forwarded-on-three-keep-alive-requests": Case(
-        (b"".join(b"GET /%d HTTP/1.1\r\n" % n + H + FORWARDED + b"\r\n" for n in range(3)),)),
+        (b"".join(b"GET /app/%d HTTP/1.1\r\n" % n + H + FORWARDED + b"\r\n" for n in range(3)),)),
     "script-name-header": Case(
         (b"GET /app/x HTTP/1.1\r\n" + H + b"Script-Name: /app\r\n\r\n",)),
+    "path-outside-script-name": Case((b"GET /other HTTP/1.1\r\n" + H + b"\r\n",)),
     "proxy-line-then-forwarded": Case(
-        (PROXY_LINE + b"GET / HTTP/1.1\r\n" + H + FORWARDED + b"\r\n"
-         b"GET /again HTTP/1.1\r\n" + H + FORWARDED + b"\r\n",)),
-    "proxy-line-malformed": Case((b"PROXY TCP4 nonsense\r\nGET / HTTP/1.1\r\n" + H + b"\r\n",)),
+        (PROXY_LINE + b"GET /app/ HTTP/1.1\r\n" + H + FORWARDED + b"\r\n"
+         b"GET /app/again HTTP/1.1\r\n" + H + FORWARDED + b"\r\n",)),
+    "proxy-line-malformed": Case((b"PROXY TCP4 nonsense\r\nGET /app/ HTTP/1.1\r\n" + H + b"\r\n",)),
 }
 
 
@@ -248,16 +251,17 @@ def parse(raw: bytes, end: str, head: bool) -> Exchange:
 
 
 @contextlib.contextmanager
-def _pair(tmp_path_factory: pytest.TempPathFactory, config: str) -> Iterator[dict[str, int]]:
-    """``-k gevent`` and ours, one worker each, on ``config``."""
+def _pair(tmp_path_factory: pytest.TempPathFactory, config: str,
+          path: str = "/") -> Iterator[dict[str, int]]:
+    """``-k gevent`` and ours, one worker each, on ``config`` (serving ``path``)."""
     with running(tmp_path_factory.mktemp("gevent"), app="echo:app",
                  config=config.format(port=(gevent_port := free_port()),
                                       worker="gevent")) as stock, \
          running(tmp_path_factory.mktemp("prefork"), app="echo:app",
                  config=config.format(port=(prefork_port := free_port()),
                                       worker="gunicorn_prefork.Worker")) as ours:
-        stock.wait_serving(gevent_port, 1)
-        ours.wait_serving(prefork_port, 1)
+        stock.wait_serving(gevent_port, 1, path=path)
+        ours.wait_serving(prefork_port, 1, path=path)
         yield {"gevent": gevent_port, "prefork": prefork_port}
 
 
@@ -269,7 +273,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]
 
 @pytest.fixture(scope="module")
 def proxied_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
-    with _pair(tmp_path_factory, PROXIED_CONFIG) as ports:
+    with _pair(tmp_path_factory, PROXIED_CONFIG, path="/app/") as ports:
         yield ports
 
 
@@ -293,12 +297,13 @@ def test_forwarding_the_same_as_gevent_worker(servers: dict[str, int],
 def test_forwarding_cases_reach_the_app_trusted_or_not(
         servers: dict[str, int], proxied_servers: dict[str, int]) -> None:
     """The forwarding cases show trust: https from the trusted peer, http behind the
-    proxy (10.1.2.3 is trusted there, and the PROXY line names it as the client)."""
+    proxy (10.1.2.3 is trusted there, and the PROXY line names it as the client);
+    behind it the application is mounted at /app."""
     case = FORWARDING_CASES["forwarded-proto-and-for"]
     trusted = parse(*exchange(servers["gevent"], case), False).responses[0][2]
     assert b"wsgi.url_scheme= https" in trusted
     untrusted = parse(*exchange(proxied_servers["gevent"], case), False).responses[0][2]
-    assert b"wsgi.url_scheme= http\n" in untrusted
+    assert b"wsgi.url_scheme= http\n" in untrusted and b"SCRIPT_NAME= /app\n" in untrusted
     case = FORWARDING_CASES["proxy-line-then-forwarded"]
     behind = parse(*exchange(proxied_servers["gevent"], case), False).responses
     assert all(b"REMOTE_ADDR= 10.1.2.3" in r[2] for r in behind) and len(behind) == 2
