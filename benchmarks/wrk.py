@@ -38,7 +38,8 @@ def wrk_command(port: int, *, duration: int, conns: int, threads: int,
                 headers: Sequence[str] = (), timeout: int | None = None,
                 wrk: str = "wrk", scheme: str = "http", path: str = "/") -> list[str]:
     """``wrk [-H header]... --latency -d <duration>s -c <conns> [--timeout T] -t <threads>
-    SCHEME://127.0.0.1:PORT/PATH`` (``scheme`` ``https`` for a TLS listener)."""
+    SCHEME://127.0.0.1:PORT<path>`` (``scheme`` ``https`` for a TLS listener;
+    ``path`` starts with ``/``)."""
     command = [wrk]
     for header in headers:
         command += ["-H", header]

@@ -13,9 +13,10 @@ application's next step (a streaming generator, an SSE ``yield b""``, a HEAD
 response's headers). The client socket itself is never replaced:
 ``environ["gunicorn.socket"]`` is the real socket.
 
-The joined buffer goes out with one ``send`` and, only for what that did not take,
-``sendall``: gevent's ``sendall`` asks the kernel for the socket's send buffer size
-(a ``getsockopt`` syscall) on every call, 2 % of a worker's CPU on hello world.
+Each buffer the joiner sends goes out with one ``send`` and, only for what that did
+not take, ``sendall`` (:func:`send_all`): gevent's ``sendall`` asks the kernel for
+the socket's send buffer size (a ``getsockopt`` syscall) on every call, 2 % of a
+worker's CPU on hello world.
 """
 
 from __future__ import annotations
@@ -55,13 +56,13 @@ class HeaderJoiner:
             send_all(self._sock, b"".join((held, data)), *args)
             return
         if held:
-            self._sock.sendall(held)
-        self._sock.sendall(data, *args)
+            send_all(self._sock, held)
+        send_all(self._sock, data, *args)
 
     def flush(self) -> None:
         held, self._held = self._held, b""
         if held:
-            self._sock.sendall(held)
+            send_all(self._sock, held)
 
     def __getattr__(self, name: str) -> Any:
         self.flush()

@@ -47,11 +47,12 @@ class NoRequest(BaseException):
 class RequestWait:
     """The context a connection's handler reads a request in (``keepalive`` s)."""
 
-    __slots__ = ("_client", "_greenlet", "_thrown", "_timer", "seconds")
+    __slots__ = ("_greenlet", "_thrown", "_timer", "client", "seconds")
 
     def __init__(self, client: Any, seconds: float = 0.0) -> None:
         self.seconds = seconds
-        self._client = client
+        #: the connection's socket
+        self.client = client
         self._timer: Any = None
         self._greenlet: Any = None
         self._thrown: NoRequest | None = None
@@ -85,7 +86,7 @@ class RequestWait:
         """The timer's callback (the hub runs it): start over if the request is
         there, else end the block."""
         self._stop()
-        if bytes_waiting(self._client):
+        if bytes_waiting(self.client):
             self._start()
             return
         self._thrown = NoRequest()
@@ -94,7 +95,6 @@ class RequestWait:
 
 def serving(client: Any) -> None:
     """The current greenlet handles ``client`` (Worker.handle, before Gunicorn's)."""
-    _connection.client = client
     _connection.wait = RequestWait(client)
 
 
@@ -110,8 +110,8 @@ def wait_for_request(seconds: float) -> Any:
 def next_request_waiting() -> bool:
     """Has the current greenlet's client sent bytes beyond the request being answered
     (a pipelined request)? False outside a handler. (Never waits.)"""
-    client = getattr(_connection, "client", None)
-    return client is not None and bytes_waiting(client)
+    wait = getattr(_connection, "wait", None)
+    return wait is not None and bytes_waiting(wait.client)
 
 
 def bytes_waiting(client: Any) -> bool:
