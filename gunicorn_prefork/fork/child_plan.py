@@ -2,8 +2,9 @@
 
 The master arms a :class:`ChildPlan` right before Gunicorn forks a worker and
 disarms it right after. In the child, the at-fork handler takes the plan over
-(:func:`received`), closes the other slots' descriptors and marks the process as a
-child, before Gunicorn's ``post_fork`` hook runs; the worker later reads its boot
+(:func:`received`), keeps the stop signals that arrive before the worker's own
+handlers (:mod:`.early_signals`), closes the other slots' descriptors and marks the
+process as a child, before Gunicorn's ``post_fork`` hook runs; the worker later reads its boot
 delay and the plugin's logger from the plan, never from master-side state.
 
 Invariant: a plan is armed only around one ``fork()``; in the master nothing is
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import parent_death
+from . import early_signals, parent_death
 from .child import mark_child
 
 
@@ -67,6 +68,7 @@ def after_fork_in_child() -> None:
         return
     disarm()
     _received = plan
+    early_signals.hold()
     mark_child()
     parent_death.die_with(plan.master_pid)
     for listener in plan.close:

@@ -14,8 +14,8 @@ on the Config object (a HUP throws that away). What is wrapped (through
 ``gunicorn.sock.create_sockets``  create / adopt the slot table instead of one socket
 ``Arbiter.setup``          re-read the settings after a HUP
 ``Arbiter.spawn_worker``   give the new worker its slot's sockets only
-``Arbiter.kill_worker``    remember which workers were asked to leave; hold back
-                           the SIGTERM of a worker handing over its slot
+``Arbiter.kill_worker``    remember which workers were asked to leave; do not send
+                           the SIGTERM of a worker leaving on its own
 ``Arbiter.manage_workers`` halt past the recovery threshold (main loop only);
                            fork the successors of workers leaving on their own;
                            drain slots before their workers stop, retire them
@@ -114,7 +114,7 @@ def _kill_worker(original: Callable[..., Any]) -> Callable[..., Any]:
     def kill_worker(self: Any, pid: int, sig: int) -> Any:
         master = _ours(self)
         if master is not None:
-            if master.defers_kill(pid, sig):
+            if master.swallows_kill(pid, sig):
                 return None
             master.note_kill(pid, sig)
         return original(self, pid, sig)

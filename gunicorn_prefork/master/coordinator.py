@@ -191,7 +191,8 @@ class Master:
             predecessor = self.states.assigned(pid, slot)
             if predecessor is not None:
                 self.log.info("worker %s takes over slot %d from worker %s, which "
-                              "accepts until it serves", pid, slot.number, predecessor)
+                              "finishes what it holds and exits", pid, slot.number,
+                              predecessor)
             self.log.debug("worker %s serves slot %d", pid, slot.number)
         if replacement is not None:
             self._recovered(replacement, worker)
@@ -215,9 +216,9 @@ class Master:
         """From the main loop: fork successors for workers leaving on their own."""
         handover.start(self.server, self.states, self.log)
 
-    def defers_kill(self, pid: int, sig: int) -> bool:
-        """Hold back the SIGTERM for a worker handing over until its successor serves."""
-        return handover.defers_kill(self.server, self.states, self.boot, pid, sig)
+    def swallows_kill(self, pid: int, sig: int) -> bool:
+        """Gunicorn's SIGTERM for a worker that leaves on its own is not sent."""
+        return handover.swallows_kill(self.states, pid, sig)
 
     # -- retiring slots ----------------------------------------------------------------
 

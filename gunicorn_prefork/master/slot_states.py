@@ -15,6 +15,10 @@ state               meaning
 *asked to leave*    the master sent it TERM/QUIT/INT/KILL/ABRT (``is_leaving``)
 *handing over*      leaving on its own (``max_requests``, a TERM/QUIT the master did
                     not send); its successor, once forked (``successor_of``)
+*next in line*      handing over while an earlier worker of its slot still hands over
+                    (a successor that reached its own limit early): it gets no
+                    successor until that one is gone, so a slot never has more than
+                    two processes (``waits_for_predecessor``)
 *vacated* (slot)    its last worker exited or started handing over: no new connections
                     until the next worker assigned to it has booted
 *awaiting boot*     a worker assigned to a vacated slot, not seen serving yet
@@ -30,8 +34,9 @@ event (method)              change
 ==========================  ==========================================================
 ``new_table()``             forget every slot (a HUP changed the binds)
 ``prune(live)``             forget workers that are gone
-``assigned(pid, slot)``     pid is assigned; the first open handover on the slot gets
-                            pid as its successor; on a vacated slot: awaiting boot
+``assigned(pid, slot)``     pid is assigned; the first open handover on the slot (not
+                            next in line) gets pid as its successor; on a vacated
+                            slot: awaiting boot
 ``asked_to_leave(pid)``     pid is asked to leave
 ``hands_over(pid)``         pid is handing over; its slot is vacated
 ``exited(pid, live)``       its slot is vacated unless another live worker holds it;
@@ -100,6 +105,22 @@ class SlotStates:
     def successor_of(self, pid: int) -> int | None:
         return self._handovers.get(pid)
 
+    def is_handing_over(self, pid: int) -> bool:
+        return pid in self._handovers
+
+    def waits_for_predecessor(self, pid: int) -> bool:
+        """Is ``pid`` handing over while an earlier handover of its slot is open (that
+        worker still lives)? It is counted as a worker until then: no successor yet."""
+        slot = self._slot_of.get(pid)
+        if pid not in self._handovers or slot is None:
+            return False
+        for other in self._handovers:  # in the order they began handing over
+            if other == pid:
+                return False
+            if self._slot_of.get(other) is slot:
+                return True
+        return False
+
     def staying(self) -> dict[int, Slot]:
         """Workers neither asked to leave nor handing over, and their slots."""
         return {pid: slot for pid, slot in self._slot_of.items()
@@ -114,14 +135,18 @@ class SlotStates:
         be Gunicorn's live dict: copied before the loop by ``dict()``, which runs no
         Python code, so no signal handler, in between; ``list(d.items())`` may: its
         new tuples can start a garbage collection that runs callbacks)."""
-        return {pid: w for pid, w in dict(workers).items() if pid not in self._handovers}
+        return {pid: w for pid, w in dict(workers).items()
+                if pid not in self._handovers or self.waits_for_predecessor(pid)}
 
     def choose(self, slots: Sequence[Slot]) -> Slot:
-        """The slot the next new worker takes: the fewest staying workers, lowest
+        """The slot the next new worker takes: the fewest staying workers (a worker
+        next in line counts as one: its slot has two processes already), lowest
         number first; among those a stranded slot first; never a draining one
         (unless all are)."""
         load = dict.fromkeys(slots, 0)
-        for slot in self.staying().values():
+        waiting = [self._slot_of[pid] for pid in self._handovers
+                   if self.waits_for_predecessor(pid)]
+        for slot in [*self.staying().values(), *waiting]:
             if slot in load:
                 load[slot] += 1
         open_slots = [slot for slot in slots if slot not in self._draining]
@@ -147,7 +172,8 @@ class SlotStates:
         """A new worker serves ``slot``; returns the worker it takes over from, if any."""
         predecessor = None
         for old, successor in self._handovers.items():
-            if successor is None and self._slot_of.get(old) is slot:
+            if (successor is None and self._slot_of.get(old) is slot
+                    and not self.waits_for_predecessor(old)):
                 self._handovers[old] = pid
                 predecessor = old
                 break

@@ -67,12 +67,13 @@ def taking_connections() -> bool:
     return any(not _gunicorn.pool_full(server) for server in servers)
 
 
-def close_all() -> None:
-    """Stop accepting on every server of the slot, take their queues, close them."""
+def close_all(take_queued: bool = True) -> None:
+    """Stop accepting on every server of the slot, take their queues (unless
+    ``take_queued`` is false: the master's copy keeps them for others), close them."""
     for server in servers:
         server.stop_accepting()
     for server in servers:
-        server.close_now()
+        server.close_now(take_queued)
 
 
 class SlotServer(StreamServer):  # type: ignore[misc]
@@ -149,12 +150,13 @@ class SlotServer(StreamServer):  # type: ignore[misc]
             SlotServer.on_close()
         self.close_now()
 
-    def close_now(self) -> None:
+    def close_now(self, take_queued: bool = True) -> None:
         """Stop accepting, accept what is queued (without waiting), close."""
         if self.closed:
             return
         self.stop_accepting()
-        self.accept_queued()
+        if take_queued:
+            self.accept_queued()
         super().close()
 
     def accept_queued(self) -> None:

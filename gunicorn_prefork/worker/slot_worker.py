@@ -15,8 +15,13 @@ or QUIT sent to the worker, ``max_requests``):
   master's copy of the socket is left to hold new connections for the next worker;
 * it tells the master it is leaving the moment ``alive`` turns false (see
   :mod:`gunicorn_prefork.fork.leaving`), so a replacement is forked at once;
-* on ``max_requests`` it keeps accepting until the master says (SIGTERM) that the
-  replacement serves: the slot is never without an accepting worker.
+* on ``max_requests`` (plus its jitter) it takes no new connection from that moment
+  (not a second later, when Gunicorn's run loop looks at ``alive``), leaves what is
+  queued on its slot to the master (which moves it to the other workers) and to its
+  successor, answers what it holds (a kept connection ends after its current or
+  next response, with ``Connection: close``) and exits 0 on its own: it waits for
+  no signal. So a worker answers at most ``max_requests`` + the connections it
+  held at the limit.
 
 While serving, it bumps its slot's progress counter for every connection it takes on,
 as it accepts it and as its handler starts (the master's stall watch,
@@ -38,7 +43,7 @@ from typing import Any
 import gevent
 
 from .. import _gunicorn
-from ..fork import child_plan, leaving, parent_death
+from ..fork import child_plan, early_signals, leaving, parent_death
 from . import (
     coalesce,
     date_cache,
@@ -96,7 +101,7 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
 
     _alive = True
     _told_master_serving = False
-    #: ``max_requests`` reached: serving on until the master says the replacement serves
+    #: ``max_requests`` reached: no new connection, exit once what it holds is answered
     _handing_over = False
     #: the master (or anyone) sent TERM/QUIT/INT: stop accepting when the loop sees it
     _told_to_stop = False
@@ -115,7 +120,15 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
         self._alive = value
         if going and _gunicorn.booted(self):
             self._handing_over = not self._told_to_stop and self.nr >= self.max_requests
+            if self._handing_over:
+                self._stop_accepting(take_queued=False)
+                gevent.spawn(self._exit_when_done)
             leaving.announce(_gunicorn.heartbeat_fd(self), self.ppid)
+
+    def init_signals(self) -> None:
+        """Gunicorn's handlers, then the stop signals that came before them."""
+        super().init_signals()
+        early_signals.deliver()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._told_to_stop = True
@@ -192,18 +205,24 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
         if self._progress is not None and slot_server.taking_connections():
             self._progress.bump(self._progress_index)
 
-    def _stop_accepting(self) -> None:
-        """No more connections: neither from the master nor from the slot's sockets."""
+    def _stop_accepting(self, take_queued: bool = True) -> None:
+        """No more connections: neither from the master nor from the slot's sockets
+        (``take_queued``: after accepting what is queued on them)."""
         if self._inbox is not None:
             self._inbox.stop()
-        slot_server.close_all()
+        slot_server.close_all(take_queued)
 
     def _stop_serving(self) -> None:
         """Gunicorn's run loop saw ``alive`` turn false and closes the servers."""
-        if self._handing_over:
-            self._wait_while(lambda: not self._told_to_stop, float(self.cfg.timeout))
         self._stop_accepting()
         self._wait_while(slot_server.busy, float(self.cfg.graceful_timeout))
+
+    def _exit_when_done(self) -> None:
+        """``max_requests``: exit 0 once the connections in hand are answered (within
+        ``graceful_timeout``), without waiting for Gunicorn's run loop to look (it
+        sleeps up to a second between looks)."""
+        self._wait_while(slot_server.busy, float(self.cfg.graceful_timeout))
+        sys.exit(0)
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
         if self._progress is not None:  # its handler starts: progress (after TLS)
@@ -285,8 +304,9 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
         if plan is None or plan.boot_delay <= 0:
             return
         delay = plan.boot_delay
-        for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):
+        for sig in early_signals.STOP_SIGNALS:
             signal.signal(sig, _leave)
+        early_signals.deliver()  # told to stop already: leave now
         plan.log.info("worker %s waits %.1fs before booting (prefork_recover_interval)",
                       self.pid, delay)
         deadline = time.monotonic() + delay

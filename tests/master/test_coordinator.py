@@ -225,12 +225,36 @@ def test_a_worker_leaving_on_its_own_hands_its_slot_over(arbiter: FakeArbiter) -
     assert leaving.age < min(w.age for pid, w in arbiter.WORKERS.items() if pid != pids[2])
     prefork.steer()
     assert prefork.steering.program.current == (0, 1)
-    assert prefork.defers_kill(pids[2], signal.SIGTERM)  # successor not serving yet
-    assert not prefork.defers_kill(pids[1], signal.SIGTERM)
+    # Gunicorn's SIGTERM for the leaving worker (one too many) is not sent: it
+    # leaves on its own, before and after its successor serves
+    assert prefork.swallows_kill(pids[2], signal.SIGTERM)
+    assert not prefork.swallows_kill(pids[1], signal.SIGTERM)
+    assert not prefork.swallows_kill(pids[2], signal.SIGQUIT)  # a quick stop goes out
     arbiter.WORKERS[successor].serve()
-    assert not prefork.defers_kill(pids[2], signal.SIGTERM)
+    assert prefork.swallows_kill(pids[2], signal.SIGTERM)
     prefork.start_handovers()
     assert len(arbiter.WORKERS) == 4  # one successor only
+
+
+def test_a_successor_at_its_limit_waits_for_its_predecessor(arbiter: FakeArbiter) -> None:
+    """Never three processes on a slot: the successor's own successor is forked
+    once the first leaving worker is gone."""
+    pids = boot_all(arbiter)
+    prefork = plugin(arbiter)
+    os.ftruncate(arbiter.WORKERS[pids[2]].tmp.fileno(), 1)
+    prefork.start_handovers()
+    successor = max(arbiter.WORKERS)
+    arbiter.WORKERS[successor].serve()
+    os.ftruncate(arbiter.WORKERS[successor].tmp.fileno(), 1)  # its limit, early
+    prefork.start_handovers()
+    assert len(arbiter.WORKERS) == 4  # no third process on slot 2
+    assert prefork.states.waits_for_predecessor(successor)
+    assert prefork.swallows_kill(successor, signal.SIGTERM)
+    arbiter.reap(pids[2])
+    prefork.start_handovers()
+    third = max(arbiter.WORKERS)
+    assert third != successor and slot_of(arbiter, third) == 2
+    assert prefork.states.successor_of(successor) == third
 
 
 def test_crashes_past_the_threshold_halt_from_the_main_loop_once(

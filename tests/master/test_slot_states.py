@@ -35,6 +35,25 @@ def test_a_handover_vacates_the_slot_and_the_successor_awaits_its_boot() -> None
     assert not states.handing_over and states.slot_of == {2: slots[0]}
 
 
+def test_a_successor_leaving_early_is_next_in_line() -> None:
+    """Two processes per slot at most: the second leaving worker of a slot gets no
+    successor (it is counted, and new workers avoid its slot) until the first is gone."""
+    states, slots = SlotStates(), _slots(2)
+    states.assigned(1, slots[0])
+    states.assigned(9, slots[1])
+    states.hands_over(1)
+    states.assigned(2, slots[0])
+    assert states.hands_over(2) is slots[0]
+    assert states.waits_for_predecessor(2) and not states.waits_for_predecessor(1)
+    assert set(states.counted({1: "a", 2: "b", 9: "c"})) == {2, 9}
+    states.hands_over(9)  # slot 1's worker leaves too: the new worker goes there
+    assert states.choose(slots) is slots[1]
+    assert states.assigned(3, slots[1]) == 9
+    states.prune({2, 3})  # worker 1 is gone: 2 is first in line
+    assert not states.waits_for_predecessor(2) and set(states.counted({2: "b", 3: "d"})) == {3}
+    assert states.assigned(4, slots[0]) == 2
+
+
 def test_a_worker_asked_to_leave_does_not_hand_over() -> None:
     states, slots = SlotStates(), _slots(1)
     states.assigned(1, slots[0])
