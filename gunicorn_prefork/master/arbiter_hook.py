@@ -65,7 +65,9 @@ def _start(original: Callable[..., Any]) -> Callable[..., Any]:
             current = master
             master.warn_unknown_settings()
             with _gunicorn.listening_once(self.log):
-                return original(self)
+                result = original(self)
+            master.started()
+            return result
         return original(self)
     return start
 

@@ -69,10 +69,14 @@ class Master:
     def prepare_start(self) -> None:
         """Before Gunicorn's ``start()``: refuse impossible set-ups, own the sockets."""
         if not self.reuseport:
-            self.log.info("prefork_reuseport is off: serving Gunicorn's shared socket")
             return
         check_reuseport_possible(self.server.cfg.address)
         self._take_over_reuse_port()
+
+    def started(self) -> None:
+        """After Gunicorn's ``start()`` logged its own start-up lines."""
+        if not self.reuseport:
+            self.log.info("prefork_reuseport is off: serving Gunicorn's shared socket")
 
     def _take_over_reuse_port(self) -> None:
         """Gunicorn 24+ binds per worker when ``reuse_port`` is set: we own the sockets."""
@@ -109,7 +113,7 @@ class Master:
             self.steering.set_stall_threshold(new.stall_threshold)
             self.steering.set_load_aware(new.load_aware)
             self.steering.watch(running=self.table is not None)
-        self.steering.log = self.log
+        self.steering.set_log(self.log)
 
     # -- listeners -----------------------------------------------------------------
 
@@ -169,14 +173,14 @@ class Master:
         shared = self.server.listeners
         if slot is not None:
             self.server.listeners = slot.sockets
-        rescue, progress = self.steering.rescue, self.steering.progress
-        channel = rescue.channel_for(slot) if slot is not None else None
-        if slot is not None:
-            others += rescue.closed_in_child(slot)
+        share = self.steering.for_child(slot) if slot is not None else None
+        if share is not None:
+            others += share.close
         child_plan.arm(child_plan.ChildPlan(
-            self.pid, others, delay, self.log, progress,
-            progress.index_for(slot) if slot is not None else None,
-            channel.worker_end if channel is not None else None))
+            self.pid, others, delay, self.log,
+            share.progress if share is not None else None,
+            share.progress_index if share is not None else None,
+            share.rescue_end if share is not None else None))
         try:
             pid = spawn_worker()
         finally:

@@ -14,10 +14,10 @@ Invariants: a tick and the main loop's :meth:`Steering.steer` never run at
 the same time (both hold :attr:`Steering.lock`; the thread only tries it);
 the watch never logs; only slots whose worker has booted are watched (early
 connections still spread over workers that are booting). While two masters share
-the slots (a USR2 overlap: each slot has a worker of each master accepting from the
-same queue) neither watches stalls, which it could only misread from its own
-workers' counters, and only the new master steers; the old one steers again if the
-new one exits before it.
+the slots (a USR2 overlap, :mod:`.overlap`) neither watches stalls and only the new
+master steers. What the steering saw is worded and counted by
+:mod:`.steering_report`; a worker's fork gets its share through
+:meth:`Steering.for_child`.
 """
 
 from __future__ import annotations
@@ -27,19 +27,33 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .. import _gunicorn
 from ..fork.progress import ProgressPage
-from . import balance_report, stall_watch, steering_program, watch_thread
+from . import stall_watch, steering_program, watch_thread
 from .boot_watch import BootWatch
+from .overlap import Overlap
 from .rebalancing import Rebalancing
 from .rescue import Rescue, room_left
 from .slot_states import SlotStates
 from .slot_table import Slot, SlotTable
 from .stall_watch import StallWatch
+from .steering_report import SteeringReport
 from .watch_thread import WatchThread
 from .worker_cpu import WorkerCpu
+
+
+@dataclass(frozen=True)
+class ChildShare:
+    """What a worker forked for a slot gets of the steering: its counter in the
+    shared page, its end of the slot's rescue channel, and what it must close."""
+
+    progress: ProgressPage
+    progress_index: int | None
+    rescue_end: Any
+    close: tuple[Any, ...]
 
 
 class Steering:
@@ -63,7 +77,7 @@ class Steering:
             getattr(self.server.cfg, "worker_connections", None),
             self.progress.held_by(slot), self.rescue.unread(slot))
         self.rebalancing = Rebalancing(self.progress)
-        self._moved_counted = 0
+        self.reporter = SteeringReport(self, metric)
         self.group: steering_program.Group | None = None
         #: held by a tick of the watch and by the main loop while it changes the group
         self.lock = threading.RLock()
@@ -75,9 +89,7 @@ class Steering:
         self._watching = False
         #: ``prefork_load_aware``
         self._load_aware = False
-        #: a USR2 overlap: another master's workers accept on our slots too
-        self._sharing = False
-        self._stepped_aside = False
+        self.overlap = Overlap()
         self._owner = os.getpid()
         self._summary_at_exit = False
 
@@ -86,6 +98,16 @@ class Steering:
         with self.lock:
             self.program.reset()
             self.group = None
+
+    def for_child(self, slot: Slot) -> ChildShare:
+        """Before a worker for ``slot`` is forked (this opens what it needs)."""
+        channel = self.rescue.channel_for(slot)
+        return ChildShare(self.progress, self.progress.index_for(slot), channel.worker_end,
+                          tuple(self.rescue.closed_in_child(slot)))
+
+    def set_log(self, log: Any) -> None:
+        """The plugin's logger changed (a HUP)."""
+        self.log = log
 
     def set_load_aware(self, enabled: bool) -> None:
         """``prefork_load_aware`` (start, HUP): weigh slots by the connections they
@@ -105,7 +127,7 @@ class Steering:
         self._running = running
         self._overlap()
         interval = stall_watch.tick_interval(self.stalls.threshold)
-        if self.stalls.threshold > 0 and running and not self._sharing:
+        if self.stalls.threshold > 0 and running and not self.overlap.sharing:
             if self._thread is None:
                 self._thread = WatchThread(interval, self._on_tick, self._watched_fds,
                                            self.lock)
@@ -130,8 +152,7 @@ class Steering:
         if self._thread is not None:
             self._thread.stop()
         if self.stalls.threshold > 0:
-            self._stall_summary()
-            self._balance_summary()
+            self.reporter.at_exit()
 
     def _watched_fds(self) -> list[int]:
         """What the watch thread sleeps on: every slot's listening sockets (readable
@@ -145,23 +166,11 @@ class Steering:
     def _overlap(self) -> bool:
         """From the main loop: has a USR2 overlap started or ended? Returns whether
         this master began or stopped sharing its slots."""
-        sharing = self.server.shares_slots()
-        stepped_aside = self.server.started_new_master()
-        if stepped_aside != self._stepped_aside:
-            self._stepped_aside = stepped_aside
-            if stepped_aside:
-                self.log.info("a new master shares the slots (USR2): it steers them now")
-            else:
-                self.log.info("the new master is gone: steering the slots again")
-                self.program.reset()  # whatever it attached last is not ours
-        if sharing == self._sharing:
-            return False
-        self._sharing = sharing
-        if sharing:
-            self.log.info("the stall watch pauses while two masters share the slots")
-        else:
-            self.log.info("the stall watch resumes: this master alone serves the slots")
-        return True
+        change = self.overlap.update(self.server.shares_slots(),
+                                     self.server.started_new_master(), self.log)
+        if change.new_master_gone:
+            self.program.reset()  # whatever it attached last is not ours
+        return change.sharing
 
     def _update_serving(self) -> tuple[set[Slot], dict[Slot, tuple[int, ...]]]:
         """Look at the staying workers' heartbeats; returns the slots with a staying
@@ -221,7 +230,7 @@ class Steering:
                 for index, slot in enumerate(table.slots)))
         self.cpu.keep_only(pid for pids in booted.values() for pid in pids)
         self.rescue.keep_only(table.slots, self._takers(self.group))
-        if self._stepped_aside:
+        if self.overlap.stepped_aside:
             return None  # the new master steers while it shares the slots with us
         try:
             return self._apply()
@@ -264,7 +273,7 @@ class Steering:
 
     def _tick(self, group: steering_program.Group) -> None:
         self.stalls.tick(time.monotonic(), group.watched)
-        if not self._stepped_aside:
+        if not self.overlap.stepped_aside:
             # stalls, and the load: the program changes only when its table does
             try:
                 self._apply()
@@ -284,67 +293,4 @@ class Steering:
 
     def report(self, table: SlotTable | None) -> None:
         """From the main loop: log and count what the stall watch saw."""
-        with self.lock:
-            events = self.stalls.take_events()
-            group = self.group
-            others = bool(group is not None and group.takers(self.stalls.stalled))
-            shed = self.rebalancing.update(group, self.stalls.stalled)
-        if shed:
-            self._metric("gunicorn.prefork.shed", shed)
-        for event in events:
-            worker = self._worker_on(event.slot_number)
-            if event.kind == "started":
-                where = ("they and new connections go to the other workers" if others
-                         else "they wait for it: no other worker takes connections")
-                self.log.warning("worker %s on slot %d takes no connections for %.1fs "
-                                 "(%d connection(s) queued on it: %s)", worker, event.slot_number,
-                                 event.seconds, event.queued, where)
-            elif event.kind == "ended":
-                self.log.info("worker %s on slot %d takes connections again after a "
-                              "%.1fs stall", worker, event.slot_number, event.seconds)
-                continue  # counted when it started
-            self._metric("gunicorn.prefork.stalls", 1)
-        if self.rescue.moved > self._moved_counted:
-            self._metric("gunicorn.prefork.moved", self.rescue.moved - self._moved_counted)
-            self._moved_counted = self.rescue.moved
-        gauge = getattr(self.server.log, "gauge", None)
-        if callable(gauge) and table is not None:
-            for slot in table.slots:
-                gauge(f"gunicorn.prefork.slot.{slot.number}.queued", slot.queued())
-                index = self.progress.index_for(slot)
-                if index is not None:
-                    gauge(f"gunicorn.prefork.slot.{slot.number}.held", self.progress.held(index))
-
-    def _stall_summary(self) -> None:
-        """When the watch stops (the master exits): how many stalls it saw, and how
-        many keep-alive connections were ended to rebalance, if any."""
-        if self.rebalancing.shed:
-            self.log.info("keep-alive rebalancing: %d connection(s) ended after their "
-                          "response on workers holding more than their share",
-                          self.rebalancing.shed)
-        if self.stalls.deferred:
-            self.log.info("stall watch: %d wait(s) past the threshold were a worker "
-                          "waiting for a CPU (a busy machine), not stalls",
-                          self.stalls.deferred)
-        if not self.stalls.total and not self.rescue.moved:
-            return
-        self.log.info("stall watch: %d stall(s) of slots seen, %d queued connection(s) "
-                      "moved to other workers (prefork_stall_threshold = %gs)",
-                      self.stalls.total, self.rescue.moved, self.stalls.threshold)
-
-    def _balance_summary(self) -> None:
-        """When the watch stops (the master exits): the connections each slot took."""
-        group = self.group
-        if group is None:
-            return
-        line = balance_report.balance_line({
-            watched.number: self.progress.taken(watched.progress)
-            for watched in group.watched if watched.progress is not None})
-        if line is not None:
-            self.log.info("%s", line)
-
-    def _worker_on(self, number: int) -> str:
-        pids = [str(pid) for pid, slot in self.states.staying().items()
-                if slot.number == number]
-        return ",".join(pids) or "?"
-
+        self.reporter.report(table)

@@ -32,6 +32,8 @@ which fails once the socket is closed).
 
 from __future__ import annotations
 
+import contextlib
+import ssl
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -87,6 +89,8 @@ class SlotServer(StreamServer):  # type: ignore[misc]
     #: handshake failed).
     on_take: ClassVar[Callable[[], None] | None] = None
     on_release: ClassVar[Callable[[], None] | None] = None
+    #: the worker's ``log.debug`` (a failed TLS handshake)
+    log_debug: ClassVar[Callable[..., None] | None] = None
 
     def __init__(self, listener: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(listener, *args, **kwargs)
@@ -111,12 +115,24 @@ class SlotServer(StreamServer):  # type: ignore[misc]
 
     def wrap_socket_and_handle(self, client_socket: Any, address: Any) -> Any:
         """gevent's handler for a TLS server (its handshake, then :meth:`handle`),
-        after a yield to the loop when its turn has run past its budget."""
+        after a yield to the loop when its turn has run past its budget.
+
+        A client gone in the middle of its handshake is one line at debug level
+        (gevent's own method lets the error out of the greenlet: a traceback in the
+        error log for each, as with ``-k gevent`` on Gunicorn 24+, whose handshake is
+        no longer deferred to Gunicorn's handler)."""
         for _ in range(HANDSHAKE_YIELDS):  # each yield: a later turn, the others first
             if not loop_turn.over_budget():
                 break
             loop_turn.yield_to_loop()
-        return super().wrap_socket_and_handle(client_socket, address)
+        try:
+            tls_socket = self.wrap_socket(client_socket, **self.ssl_args)
+        except (ssl.SSLError, OSError) as exc:
+            if SlotServer.log_debug is not None:
+                SlotServer.log_debug("TLS handshake with %s failed: %s", address, exc)
+            return None
+        with contextlib.closing(tls_socket):
+            return self.handle(tls_socket, address)
 
     def do_handle(self, *args: Any) -> None:
         """gevent's hand-off of an accepted connection to its handler (greenlet)."""

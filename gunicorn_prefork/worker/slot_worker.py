@@ -159,6 +159,7 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
         SlotServer.on_close = self._stop_serving
         SlotServer.on_take = self._took_one
         SlotServer.on_release = self._released_one
+        SlotServer.log_debug = self.log.debug
         plan = child_plan.received()
         if plan is not None:  # again: --user/--group cleared it
             parent_death.die_with(plan.master_pid)

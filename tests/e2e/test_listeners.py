@@ -91,6 +91,15 @@ def test_tls(tmp_path: Path, openssl: str) -> None:
     with running(tmp_path, config=config) as server:
         server.wait_serving(port, 2, tls=True)
         assert request("127.0.0.1", port, "/is_child", tls=True)[2] == b"True"
+        # clients gone in the middle of their handshake: a line at debug level each,
+        # no traceback (gevent's own handler lets the error out of the greenlet)
+        for _ in range(4):
+            with socket.create_connection(("127.0.0.1", port)) as gone:
+                gone.sendall(b"\x16\x03\x01\x00\xc8\x01\x00\x00\xc4\x03\x03")
+        for _ in range(4):
+            socket.create_connection(("127.0.0.1", port)).close()
+        assert request("127.0.0.1", port, "/is_child", tls=True)[2] == b"True"
+    assert "Traceback" not in server.log(), server.log()  # read once it stopped
 
 
 def test_gunicorn_reuse_port_is_taken_over(tmp_path: Path) -> None:
