@@ -175,15 +175,18 @@ def test_a_tls_handshake_waits_for_a_new_loop_turn_once_the_turn_is_over_budget(
     """A handshake costs about a millisecond of CPU: a burst of them in one loop turn
     kept the worker from taking its next connections on (false stalls). A connection
     whose handshake comes late in a long turn yields to the loop first."""
-    from gevent.server import StreamServer
-
     from gunicorn_prefork.worker import loop_turn
 
     loop_turn.install()
     ages: list[float] = []
-    monkeypatch.setattr(StreamServer, "wrap_socket_and_handle",
-                        lambda self, sock, address: ages.append(loop_turn.age()))
+
+    def handshake(sock: object, **ssl_args: object) -> None:
+        ages.append(loop_turn.age())
+        raise OSError("the client is gone")  # and a failed handshake ends quietly
+
     server = _server({"ssl_context": tls_context}, [])
+    server.start()
+    monkeypatch.setattr(server, "wrap_socket", handshake)
 
     def late_in_a_long_turn() -> None:
         loop_turn.yield_to_loop()                           # a fresh turn
@@ -193,4 +196,5 @@ def test_a_tls_handshake_waits_for_a_new_loop_turn_once_the_turn_is_over_budget(
         server.wrap_socket_and_handle(None, None)
 
     gevent.spawn(late_in_a_long_turn).join()
+    server.close()
     assert ages and ages[0] < 2 * loop_turn.TURN_BUDGET, ages
