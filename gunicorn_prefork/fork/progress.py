@@ -48,21 +48,21 @@ class ProgressPage:
     def __init__(self) -> None:
         self._map = mmap.mmap(-1, CAPACITY * _FIELDS * 8)
         self._counters = memoryview(self._map).cast("Q")
-        self._owners: dict[int, int] = {}  # id(slot) -> index
+        self._owners: dict[object, int] = {}  # slot (by identity) -> index
         self._free = list(range(CAPACITY - 1, -1, -1))
 
     def index_for(self, slot: object) -> int | None:
         """The slot's counter (allocated on first use); None when the page is full."""
-        index = self._owners.get(id(slot))
+        index = self._owners.get(slot)
         if index is None and self._free:
-            index = self._owners[id(slot)] = self._free.pop()
+            index = self._owners[slot] = self._free.pop()
             for field in (_HELD, _CAP, _SHED, _TAKEN):  # a retired slot's are not its
                 self._counters[field + index] = 0
         return index
 
     def keep_only(self, slots: Sequence[object]) -> None:
         """Free the counters of slots no longer in the table."""
-        live = {id(slot) for slot in slots}
+        live = set(slots)
         for owner in [owner for owner in self._owners if owner not in live]:
             self._free.append(self._owners.pop(owner))
 

@@ -85,7 +85,6 @@ class CrashCounter:
         self.threshold = threshold
         self.window = window
         self.crashes: deque[Crash] = deque()
-        self.total = 0
 
     def configure(self, threshold: int, window: float) -> None:
         self.threshold = threshold
@@ -96,7 +95,6 @@ class CrashCounter:
             while self.crashes and self.crashes[0].at <= crash.at - self.window:
                 self.crashes.popleft()
         self.crashes.append(crash)
-        self.total += 1
 
     def recent(self, now: float) -> list[Crash]:
         if self.window > 0:

@@ -87,10 +87,10 @@ class Rescue:
 
     def __init__(self) -> None:
         _instances.add(self)
-        self._channels: dict[int, tuple[Any, Channel]] = {}  # id(slot) -> (slot, channel)
+        self._channels: dict[Any, Channel] = {}  # slot (by identity) -> its channel
         #: accepted connections no channel had room for: (listener index, socket)
         self.pending: list[tuple[int, socket.socket]] = []
-        self._probed: set[int] = set()
+        self._probed: set[Any] = set()
         self._next = 0
         #: connections moved to another slot since the start
         self.moved = 0
@@ -109,30 +109,30 @@ class Rescue:
 
     def channel_for(self, slot: Any) -> Channel:
         """The slot's channel, opened on first use (master, before a fork)."""
-        entry = self._channels.get(id(slot))
-        if entry is None:
-            entry = self._channels[id(slot)] = (slot, Channel.open())
-        return entry[1]
+        channel = self._channels.get(slot)
+        if channel is None:
+            channel = self._channels[slot] = Channel.open()
+        return channel
 
     def channel_fds(self) -> list[int]:
         """The workers' ends of the channels (readable: a message is unread)."""
-        return [channel.worker_end.fileno() for _, channel in list(self._channels.values())]
+        return [channel.worker_end.fileno() for channel in list(self._channels.values())]
 
     def closed_in_child(self, slot: Any) -> list[socket.socket]:
         """What a worker for ``slot`` closes after its fork: every end but its own."""
-        own = self._channels.get(id(slot))
+        own = self._channels.get(slot)
         ends = []
-        for _, channel in self._channels.values():
+        for channel in self._channels.values():
             ends.append(channel.master_end)
-            if own is None or channel is not own[1]:
+            if channel is not own:
                 ends.append(channel.worker_end)
         return ends
 
     def keep_only(self, slots: Sequence[Any], targets: Sequence[Any]) -> None:
         """Close the channels of retired slots, moving what is left in them first."""
-        live = {id(slot) for slot in slots}
+        live = set(slots)
         for key in [key for key in self._channels if key not in live]:
-            _, channel = self._channels.pop(key)
+            channel = self._channels.pop(key)
             self.pending.extend(channel.take_left(self.spare))
             channel.close()
             self._probed.discard(key)
@@ -144,8 +144,7 @@ class Rescue:
         """From the stall watch, on every tick: take back what stalled slots left
         unread in their channels, probe them, move their queues (a slot stalled
         again after its stall ended is probed again)."""
-        keys = {id(slot) for slot in stalled}
-        self._probed &= keys
+        self._probed &= set(stalled)
         for slot in stalled:
             self._take_back(slot, targets)
             self.probe(slot)
@@ -155,11 +154,11 @@ class Rescue:
 
     def probe(self, slot: Any) -> None:
         """Ask a newly stalled slot's worker to show it runs (once per stall)."""
-        if id(slot) in self._probed:
+        if slot in self._probed:
             return
-        entry = self._channels.get(id(slot))
-        if entry is not None and entry[1].send(PROBE):
-            self._probed.add(id(slot))
+        channel = self._channels.get(slot)
+        if channel is not None and channel.send(PROBE):
+            self._probed.add(slot)
 
     def move(self, source: Any, targets: Sequence[Any]) -> int:
         """Accept what is queued on ``source`` (up to :data:`MOVE_LIMIT`) and pass it
@@ -200,11 +199,11 @@ class Rescue:
         """What ``source``'s worker left unread in its channel goes to ``targets``:
         moved there before it stalled, or it cannot take a descriptor (its ``nofile``
         limit). A probe taken with them is sent again (by :meth:`probe`)."""
-        entry = self._channels.get(id(source))
-        if entry is None or not targets:
+        channel = self._channels.get(source)
+        if channel is None or not targets:
             return
-        unread = entry[1].take_left(self.spare)
-        self._probed.discard(id(source))
+        unread = channel.take_left(self.spare)
+        self._probed.discard(source)
         self.pending.extend(unread)
         self.moved += len(unread)
 
@@ -218,11 +217,11 @@ class Rescue:
 
     def unread(self, slot: Any) -> int:
         """Messages waiting in ``slot``'s channel for its worker (one byte each)."""
-        entry = self._channels.get(id(slot))
-        if entry is None:
+        channel = self._channels.get(slot)
+        if channel is None:
             return 0
         try:
-            raw = fcntl.ioctl(entry[1].worker_end.fileno(), termios.FIONREAD, b"\0" * 4)
+            raw = fcntl.ioctl(channel.worker_end.fileno(), termios.FIONREAD, b"\0" * 4)
         except OSError:
             return 0
         return int(struct.unpack("i", raw)[0])
@@ -249,9 +248,9 @@ class Rescue:
         whose room the caller has just read: not read again) or the next in turn."""
         for at in self._in_turn(targets, checked):
             target = targets[at]
-            entry = self._channels.get(id(target))
-            if entry is None or (at != checked and not self._has_room(target)) \
-                    or not entry[1].send(index, conn.fileno()):
+            channel = self._channels.get(target)
+            if channel is None or (at != checked and not self._has_room(target)) \
+                    or not channel.send(index, conn.fileno()):
                 continue
             self._next = (at + 1) % len(targets)
             conn.close()  # the kernel holds it for the target's worker now

@@ -3,7 +3,15 @@
 Everything the master knows about which worker serves which slot, who is on the way
 out and which slots get no new connections lives here. Other modules read it
 through the queries below (read-only views and copies) and change it only through
-the event methods; nobody else keeps a set of slots or workers.
+the event methods; no other module keeps its own idea of who serves, leaves or
+drains. (Per-slot *resources* are kept by their owners, keyed by the slot object:
+the progress page's index, the rescue channel. So are *observations* of a worker or
+slot that feed these events: :class:`~.boot_watch.BootWatch` (booted yet?),
+:class:`~.stall_watch.StallWatch` (stalled now?), the rescue's probes.)
+
+Events are idempotent where the main loop repeats them: :meth:`hands_over` is called
+on every turn for a worker that announced it leaves, and returns None when it
+already hands over (or was asked to leave) instead of raising.
 
 States
 ------
@@ -52,7 +60,8 @@ event (method)              change
 Invariants: once :meth:`prune` ran, only live workers are assigned, asked to leave
 or handing over; a handover has at most one successor, assigned to the same slot;
 slots are keyed by the :class:`~.slot_table.Slot` object itself (identity), never
-by ``id()``; queries never change state.
+by ``id()`` (here, in the progress page and in the rescue); queries never change
+state.
 """
 
 from __future__ import annotations

@@ -47,8 +47,6 @@ class Inbox:
         self._sock = gevent.socket.socket(fileno=fd)
         self._servers = servers
         self._on_probe = on_probe
-        #: descriptors the kernel cut off (should stay 0: the reserve prevents it)
-        self.cut_off = 0
         self._spare = Spare()
 
     def start(self) -> None:
@@ -85,15 +83,14 @@ class Inbox:
             # one descriptor free for this read: no yield until it
             try:
                 self._sock.settimeout(0.0)  # the message may be gone (the master took it)
-                data, fds, flags, _ = socket.recv_fds(self._sock, 1, 1)
+                data, fds, _flags, _ = socket.recv_fds(self._sock, 1, 1)
             except BlockingIOError:
                 continue
             except OSError:  # closed by stop()
                 return
             if not data:
                 return
-            if flags & socket.MSG_CTRUNC:
-                self.cut_off += 1
+            # (MSG_CTRUNC in flags, descriptors cut off, cannot happen: the reserve)
             self._take(data[0], fds)
 
     def _take(self, index: int, fds: list[int]) -> None:
