@@ -37,13 +37,20 @@ from .slot_table import Slot, SlotTable
 DRAIN_SECONDS = 0.3
 
 
+def slots_kept(num_workers: int) -> int:
+    """How many slots stay open for ``num_workers`` workers: one at least, so that
+    with none (``-w 0``) the port still queues connections for the next worker
+    (TTIN), as Gunicorn's shared socket does."""
+    return max(1, num_workers)
+
+
 def choose_drained(states: SlotStates, table: SlotTable, workers: Mapping[int, Any],
                    num_workers: int) -> list[Slot]:
     """Before Gunicorn stops surplus workers: the slots to drain now (a query)."""
     counted = states.counted(workers)
     surplus = len(counted) - num_workers
     draining = states.draining
-    to_retire = len(table.slots) - num_workers - len(draining)
+    to_retire = len(table.slots) - slots_kept(num_workers) - len(draining)
     if surplus <= 0 or to_retire <= 0:
         return []
     by_age = sorted(counted.items(), key=lambda item: _gunicorn.age(item[1]))
@@ -64,7 +71,7 @@ def settle(states: SlotStates, table: SlotTable, live: Container[int], num_worke
     ``shared``: a USR2 overlap (see :meth:`SlotTable.retire`)."""
     held = states.holders(live)
     now = time.monotonic()
-    surplus = len(table.slots) - num_workers - len(states.draining)
+    surplus = len(table.slots) - slots_kept(num_workers) - len(states.draining)
     # workerless slots without a queue first: closing them loses nothing
     for slot in sorted(reversed(table.slots), key=Slot.queued):
         if surplus <= 0:
@@ -76,7 +83,7 @@ def settle(states: SlotStates, table: SlotTable, live: Container[int], num_worke
         if slot in held:
             continue
         states.drained(slot)
-        if len(table.slots) > num_workers:
+        if len(table.slots) > slots_kept(num_workers):
             lost = slot.queued()
             if lost and now < states.keep_stranded(slot, now + graceful_timeout):
                 # Connections wait in it and nobody accepts: the next new worker

@@ -90,12 +90,28 @@ def _bind_error(address: Address, exc: OSError) -> StartupError:
     return StartupError(f"cannot listen on {where}: {reason}")
 
 
-def _probe_free(address: Address) -> None:
+#: Hosts that listen on every address of their family (``[::]`` also on IPv4's
+#: where the host allows it).
+WILDCARDS = frozenset({"", "0.0.0.0", "::"})
+
+
+def _own_bind(address: Address, bound: Sequence[Address]) -> Address | None:
+    """An address this server binds already (earlier in ``bind``) that takes
+    ``address``'s port: the same address, or a wildcard on the same port."""
+    for other in bound:
+        if other[1] == address[1] and (
+                other[0] == address[0] or other[0] in WILDCARDS or address[0] in WILDCARDS):
+            return other
+    return None
+
+
+def _probe_free(address: Address, bound: Sequence[Address] = ()) -> None:
     """Fail fast when another process already listens on ``address``.
 
     A plain SO_REUSEADDR bind conflicts with any listener on the port, so it catches
     another server, even one whose sockets carry SO_REUSEPORT (which we would
-    otherwise silently join and share traffic with).
+    otherwise silently join and share traffic with). ``bound``: this server's
+    addresses so far; a clash with one of them is named as such.
     """
     family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
     probe = socket.socket(family, socket.SOCK_STREAM)
@@ -103,6 +119,13 @@ def _probe_free(address: Address) -> None:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(address)
     except OSError as exc:
+        own = _own_bind(address, bound) if exc.errno == errno.EADDRINUSE else None
+        if own is not None:
+            raise StartupError(
+                f"cannot listen on {format_address(address)}: this server already "
+                f"listens there through its bind {format_address(own)} (the same "
+                "address twice in bind, or a wildcard address that covers it); list "
+                "each address once") from None
         raise _bind_error(address, exc) from None
     finally:
         probe.close()
@@ -182,7 +205,7 @@ class SlotTable:
         try:
             for bind in binds:
                 if bind[1] != 0 and bind not in held:
-                    _probe_free(bind)
+                    _probe_free(bind, table.addresses)
                 listener = table._open(bind)
                 first.append(listener)
                 resolved = listener.sock.getsockname()

@@ -46,6 +46,20 @@ def test_port_in_use_fails_within_two_seconds(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}: the address is already in use" in log
 
 
+@pytest.mark.parametrize("binds", [("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"),
+                                   ("[::]", "0.0.0.0")], ids=["twice", "v4-wildcard", "v6-v4"])
+def test_an_address_bound_twice_is_named_as_our_own(tmp_path: Path,
+                                                    binds: tuple[str, str]) -> None:
+    """Not "in use by another process": it is this server's own bind."""
+    if binds[0] == "[::]" and not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    port = free_port()
+    bind = [f"{host}:{port}" for host in binds]
+    log = _fails_fast({"config": PREFORK + f"bind = {bind!r}\n"}, tmp_path, within=2.0)
+    assert "this server already listens there through its bind" in log, log
+    assert "another process" not in log, log
+
+
 def test_port_held_by_another_reuseport_server_is_refused(tmp_path: Path) -> None:
     """Same user, SO_REUSEPORT set: we must not silently join and share its traffic."""
     port = free_port()

@@ -121,3 +121,19 @@ def test_hup_with_a_new_bind_moves_the_slots(tmp_path: Path) -> None:
         assert len(spread("127.0.0.1", second, 200)) == 2
         server.signal(signal.SIGTERM)
         assert server.wait_exit(20) == 0
+
+
+def test_no_workers_still_queues_connections_as_stock_does(tmp_path: Path) -> None:
+    """``-w 0``: the port keeps one listener, which queues connections until a
+    worker comes (TTIN); they are not refused."""
+    port = free_port()
+    with running(tmp_path, config=_config(port, 0)) as server:
+        wait_for(lambda: "Listening at" in server.log(), what="the master")
+        assert listeners(port) == 1
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as waiting:
+            waiting.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            server.signal(signal.SIGTTIN)
+            answer = waiting.recv(100)
+            assert answer.startswith(b"HTTP/1.0 200"), (answer, server.log()[-3000:])
+        server.wait_serving(port, 1)
+        assert listeners(port) == 1
