@@ -33,23 +33,34 @@ from __future__ import annotations
 import mmap
 from collections.abc import Sequence
 
-#: Slots the page has room for.
+#: Slots the page has room for at least (it is sized once, before the first fork:
+#: see :func:`capacity_for`).
 CAPACITY = 256
 
 #: Numbers per slot (8 bytes each): progress, held, cap, shed, taken; laid out as
 #: five arrays.
 _FIELDS = 5
-_PROGRESS, _HELD, _CAP, _SHED, _TAKEN = (field * CAPACITY for field in range(_FIELDS))
+_PROGRESS, _HELD, _CAP, _SHED, _TAKEN = range(_FIELDS)
+
+
+def capacity_for(workers: int) -> int:
+    """Room for twice the workers Gunicorn starts with (TTIN, a HUP with more), at
+    least :data:`CAPACITY` slots: 40 bytes a slot."""
+    return max(CAPACITY, 2 * workers)
 
 
 class ProgressPage:
     """The shared counters; :meth:`index_for` and :meth:`keep_only` run in the master only."""
 
-    def __init__(self) -> None:
-        self._map = mmap.mmap(-1, CAPACITY * _FIELDS * 8)
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        self.capacity = capacity
+        self._map = mmap.mmap(-1, capacity * _FIELDS * 8)
         self._counters = memoryview(self._map).cast("Q")
         self._owners: dict[object, int] = {}  # slot (by identity) -> index
-        self._free = list(range(CAPACITY - 1, -1, -1))
+        self._free = list(range(capacity - 1, -1, -1))
+        #: where each field's array starts
+        self._progress_at, self._held_at, self._cap_at, self._shed_at, self._taken_at = (
+            field * capacity for field in range(_FIELDS))
 
     def index_for(self, slot: object) -> int | None:
         """The slot's counter (allocated on first use); None when the page is full."""
@@ -57,7 +68,7 @@ class ProgressPage:
         if index is None and self._free:
             index = self._owners[slot] = self._free.pop()
             for field in (_HELD, _CAP, _SHED, _TAKEN):  # a retired slot's are not its
-                self._counters[field + index] = 0
+                self._counters[field * self.capacity + index] = 0
         return index
 
     def keep_only(self, slots: Sequence[object]) -> None:
@@ -67,26 +78,26 @@ class ProgressPage:
             self._free.append(self._owners.pop(owner))
 
     def read(self, index: int) -> int:
-        return int(self._counters[_PROGRESS + index])
+        return int(self._counters[self._progress_at + index])
 
     def bump(self, index: int) -> None:
         """Worker: its loop moved (a connection's handler started, a probe answered)."""
-        self._counters[_PROGRESS + index] = (
-            self._counters[_PROGRESS + index] + 1) & 0xFFFFFFFFFFFFFFFF
+        self._counters[self._progress_at + index] = (
+            self._counters[self._progress_at + index] + 1) & 0xFFFFFFFFFFFFFFFF
 
     def took(self, index: int) -> None:
         """Worker: one more connection taken on (progress, and the taken count)."""
         self.bump(index)
-        self._counters[_TAKEN + index] = (
-            self._counters[_TAKEN + index] + 1) & 0xFFFFFFFFFFFFFFFF
+        self._counters[self._taken_at + index] = (
+            self._counters[self._taken_at + index] + 1) & 0xFFFFFFFFFFFFFFFF
 
     def taken(self, index: int) -> int:
         """The connections the slot's workers took on since it got its index."""
-        return int(self._counters[_TAKEN + index])
+        return int(self._counters[self._taken_at + index])
 
     def held(self, index: int) -> int:
         """The connections the slot's worker last said it holds."""
-        return int(self._counters[_HELD + index])
+        return int(self._counters[self._held_at + index])
 
     def held_by(self, slot: object) -> int | None:
         """What ``slot``'s worker last said it holds; None for a slot without a
@@ -96,20 +107,20 @@ class ProgressPage:
 
     def set_held(self, index: int, count: int) -> None:
         """Worker: it holds ``count`` connections now."""
-        self._counters[_HELD + index] = max(0, count)
+        self._counters[self._held_at + index] = max(0, count)
 
     def cap(self, index: int) -> int:
         """Above how many held connections the worker ends keep-alive ones (0: none)."""
-        return int(self._counters[_CAP + index])
+        return int(self._counters[self._cap_at + index])
 
     def set_cap(self, index: int, count: int) -> None:
         """Master: the slot's cap (0: no cap)."""
-        self._counters[_CAP + index] = max(0, count)
+        self._counters[self._cap_at + index] = max(0, count)
 
     def shed(self, index: int) -> int:
         """Keep-alive connections the slot's workers ended to rebalance, so far."""
-        return int(self._counters[_SHED + index])
+        return int(self._counters[self._shed_at + index])
 
     def count_shed(self, index: int) -> None:
         """Worker: one keep-alive connection ended to rebalance."""
-        self._counters[_SHED + index] += 1
+        self._counters[self._shed_at + index] += 1

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import _gunicorn
+from ..fork import progress
 from ..fork.progress import ProgressPage
 from . import stall_watch, steering_program, watch_thread
 from .boot_watch import BootWatch
@@ -68,7 +69,9 @@ class Steering:
         self.log = log
         self._metric = metric
         self.program = steering_program.AttachedProgram()
-        self.progress = ProgressPage()
+        self.progress = ProgressPage(progress.capacity_for(server.num_workers or 1))
+        #: slots told to have no place in the page (warned once each)
+        self._unwatched: set[Slot] = set()
         self.cpu = WorkerCpu()
         self.stalls = StallWatch(stall_threshold, self.progress,
                                  cpu=self.cpu.sample if self.cpu.available else None)
@@ -102,7 +105,14 @@ class Steering:
     def for_child(self, slot: Slot) -> ChildShare:
         """Before a worker for ``slot`` is forked (this opens what it needs)."""
         channel = self.rescue.channel_for(slot)
-        return ChildShare(self.progress, self.progress.index_for(slot), channel.worker_end,
+        index = self.progress.index_for(slot)
+        if index is None and slot not in self._unwatched:
+            self._unwatched.add(slot)
+            self.log.warning("slot %d has no place in the shared page (%d slots, sized "
+                             "for the workers at start): no stall watch, load steering "
+                             "or shedding for it; restart (USR2) to size it anew",
+                             slot.number, self.progress.capacity)
+        return ChildShare(self.progress, index, channel.worker_end,
                           tuple(self.rescue.closed_in_child(slot)))
 
     def set_log(self, log: Any) -> None:

@@ -54,3 +54,21 @@ def test_held_by_a_slot_is_what_its_worker_said() -> None:
     assert index is not None
     page.set_held(index, 7)
     assert page.held_by(slot) == 7
+
+
+def test_the_page_is_sized_for_the_workers() -> None:
+    """More than 256 workers: every slot still gets its counters (twice the workers
+    at start: room for TTIN and a HUP with more)."""
+    from gunicorn_prefork.fork.progress import CAPACITY, ProgressPage, capacity_for
+
+    assert capacity_for(4) == CAPACITY and capacity_for(300) == 600
+    page = ProgressPage(capacity_for(300))
+    slots = [object() for _ in range(600)]
+    indices = [page.index_for(slot) for slot in slots]
+    assert None not in indices and len(set(indices)) == 600
+    last = indices[-1]
+    assert last is not None
+    page.set_held(last, 7)
+    page.took(last)
+    assert page.held(last) == 7 and page.taken(last) == 1 and page.read(last) == 1
+    assert page.index_for(object()) is None  # full
