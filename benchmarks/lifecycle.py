@@ -89,6 +89,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# the load client's one home, shared with the e2e tests (see its docstring)
 from tests.load import Load, LoadResult, Sample
 
 from .masterlog import stall_summary

@@ -4,9 +4,12 @@ Rule: every name outside Gunicorn's documented worker and hook API (the ``Worker
 methods a custom worker overrides: ``init_process``, ``run``, ``notify``,
 ``handle_*``, and its ``alive``, ``nr``, ``max_requests``, ``cfg``, ``log``, ``pid``,
 ``ppid``; the settings' values read from ``cfg``; the server hooks) is touched in
-this module and nowhere else. The rest of the package uses the small typed surface
-below; ``tests/test_gunicorn_boundary.py`` (the compatibility canary) checks that
-every touchpoint still exists with the expected shape on the installed Gunicorn, so
+this module and nowhere else, but for the rows below that name another module (a
+method a subclass there overrides, an attribute read where it is used; none of them
+private: ``tests/test_layout.py`` checks that no other module uses a private name of
+Gunicorn's or gevent's). The rest of the package uses the small typed surface below;
+``tests/test_gunicorn_boundary.py`` (the compatibility canary) checks that every
+touchpoint still exists with the expected shape on the installed Gunicorn, so
 a Gunicorn that renames one fails one clear test instead of a server at run time.
 
 Touchpoints, and the Gunicorn versions they were read in (20.1, 21.2, 22.0, 23.0,
@@ -38,8 +41,14 @@ in ``Arbiter.start`` and ``reload``                    address once, not per slo
                                                        :func:`show_settings`
 ``cfg.settings`` / ``sys.modules["__config__"]``       :func:`config_namespace`
 ``gunicorn.errors.HaltServer(reason, exit_status)``    :func:`halt`
-``gunicorn.sock.TCPSocket/TCP6Socket/BaseSocket``,     the slot sockets (:mod:`.master.slot_table`)
-``set_options(sock, bound=False)``
+``gunicorn.sock.TCPSocket/TCP6Socket`` (subclasses of  the slot sockets (:mod:`.master.slot_table`)
+``BaseSocket``), ``set_options(sock, bound=False)``
+a listener's ``.sock`` (the socket it wraps, set by    queue length, shutdown, BPF program
+``BaseSocket.__init__``)                               (:mod:`.master.slot_table`,
+                                                       :mod:`.master.steering_program`)
+``log.increment(name, value)``, ``log.gauge(name,      the master's statsd metrics
+value)`` (``gunicorn.instrument.statsd.Statsd``;       (:mod:`.master.coordinator`,
+other loggers have neither: looked up by ``getattr``)  :mod:`.master.steering_report`)
 ``gunicorn.workers.ggevent.GeventWorker``,             :data:`GeventWorker`,
 ``ggevent.StreamServer`` (looked up by ``run()``)      :func:`use_stream_server`
 ``gunicorn.util.http_date`` (looked up per response)   :func:`install_http_date`
@@ -49,6 +58,17 @@ in ``Arbiter.start`` and ``reload``                    address once, not per slo
 ``.upgrade``, ``.req`` (its ``method``, ``headers``)     and the ``response_*`` helpers
 gevent ``StreamServer.do_read/do_handle``, its         :func:`accept_one`, :func:`busy`
 ``pool.free_count()/size``
+gevent ``StreamServer.init_socket()`` (picks the       overridden by ``SlotServer``
+handler at ``start()``), ``wrap_socket_and_handle(     (:mod:`.worker.slot_server`)
+client_socket, address)`` (TLS: does as gevent's,
+``self.wrap_socket(client_socket, **self.ssl_args)``
+then ``self.handle``), ``do_handle(*args)``,
+``do_close(*args)``, ``max_accept`` (Gunicorn's
+``run()`` sets 1; read per accept batch)
+``GeventWorker.timeout_ctx()`` (the ``keepalive``      overridden by ``SlotWorker``
+wait ``AsyncWorker.handle`` enters per request),       (:mod:`.worker.slot_worker`)
+``handle(listener, client, addr)``,
+``handle_request(listener_name, req, sock, addr)``
 gevent ``StreamServer.socket/_spawn/_handle/do_close``, :func:`passed_connection_server`,
 ``baseserver._handle_and_close_when_done``, ``full()``, :func:`pool_full`
 ``gevent.socket.socket(family, type, proto, fileno)``
@@ -69,7 +89,9 @@ Version notes: 20.1-23 reap workers inside the SIGCHLD handler (so code called f
 worker themselves when ``reuse_port`` is set (we turn it off: the master owns the
 sockets). 20.1-23 wrap a worker's sockets by fd, 24+ ``detach()`` them. The
 ``Application.run``, ``Listening at`` and ``worker_class`` rows were read in 20.1 and
-27.0 (identical there); the canary checks every version tox runs.
+27.0 (identical there), and so were the ``.sock``, statsd, ``SlotServer`` and
+``SlotWorker`` rows (with gevent 25.9 and 26.9); the canary checks every version tox
+runs.
 
 Importing this module imports no gevent (``ggevent`` is imported on first use of
 :data:`GeventWorker`): the start-up hook (``_gunicorn_prefork_hook``) imports it in
@@ -103,7 +125,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: Gunicorn's listener classes, the bases of the slot sockets.
-BaseSocket: type = gunicorn.sock.BaseSocket
 TCPSocket: type = gunicorn.sock.TCPSocket
 TCP6Socket: type = gunicorn.sock.TCP6Socket
 

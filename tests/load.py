@@ -16,6 +16,14 @@ reconnecting only when the server says ``Connection: close``). Outcomes:
 Every attempt is also kept as a :class:`Sample` (start and end on the
 ``time.monotonic()`` clock, outcome, error text), so callers can compute latencies
 (:meth:`LoadResult.latency_ms`) or count only what happened in a time window.
+
+The one home of the load client, shared: the e2e tests (``tests/e2e/test_lifecycle.py``,
+``test_recycling.py``, ``test_balance.py``) and ``python -m benchmarks.lifecycle``
+import it as ``tests.load``, both run from the repository root (which is on
+``sys.path`` there). It imports the standard library only, so a benchmark importing
+it takes nothing else of the tests; ``tests/test_layout.py`` checks that and that it
+is the only module the benchmarks import from the tests. Changing what it counts
+changes the lifecycle tool's columns too (its JSON records this file's state).
 """
 
 from __future__ import annotations

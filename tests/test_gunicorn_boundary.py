@@ -146,10 +146,38 @@ def test_halt_server() -> None:
 
 
 def test_listener_classes() -> None:
+    assert (_gunicorn.TCPSocket, _gunicorn.TCP6Socket) == (gunicorn.sock.TCPSocket,
+                                                           gunicorn.sock.TCP6Socket)
     for cls in (_gunicorn.TCPSocket, _gunicorn.TCP6Socket):
-        assert issubclass(cls, _gunicorn.BaseSocket)
+        assert issubclass(cls, gunicorn.sock.BaseSocket)
         assert _params(cls.set_options) == ["self", "sock", "bound"]
-    assert hasattr(_gunicorn.BaseSocket, "FAMILY") or hasattr(_gunicorn.TCPSocket, "FAMILY")
+    assert hasattr(gunicorn.sock.BaseSocket, "FAMILY") or hasattr(_gunicorn.TCPSocket, "FAMILY")
+
+
+def test_a_listener_holds_its_socket_as_sock() -> None:
+    """``listener.sock`` (the master's slot table and steering program read it)."""
+    listener = gunicorn.sock.TCPSocket(("127.0.0.1", 0), Config(), None)
+    try:
+        assert "sock" in vars(listener)  # its own attribute, not BaseSocket.__getattr__'s
+        assert isinstance(listener.sock, socket.socket)
+        assert listener.sock.getsockname()[0] == "127.0.0.1"
+        assert "self.sock = " in inspect.getsource(gunicorn.sock.BaseSocket.__init__)
+    finally:
+        listener.sock.close()
+
+
+def test_the_statsd_logger_counts_and_gauges() -> None:
+    """``log.increment(name, value)`` and ``log.gauge(name, value)``, called by the
+    master when the logger has them (Gunicorn's when ``statsd_host`` is set)."""
+    from gunicorn import glogging
+    from gunicorn.instrument.statsd import Statsd
+
+    assert _params(Statsd.increment)[:3] == ["self", "name", "value"]
+    assert _params(Statsd.gauge) == ["self", "name", "value"]
+    assert issubclass(Statsd, glogging.Logger)
+    cfg = Config()
+    cfg.set("statsd_host", "localhost:8125")
+    assert cfg.logger_class is Statsd
 
 
 def test_gevent_worker_builds_servers_from_a_module_level_name() -> None:
@@ -182,6 +210,76 @@ def test_gevent_server_internals() -> None:
         assert callable(getattr(gevent.server.StreamServer, name))
     pool = gevent.pool.Pool(3)
     assert pool.free_count() == pool.size == 3
+
+
+def test_accept_one_takes_one_queued_connection() -> None:
+    """gevent's ``do_read`` (None when nothing is queued) and ``do_handle``, as
+    :func:`_gunicorn.accept_one` calls them on a server that stopped accepting."""
+    import gevent.socket
+
+    handled: list[Any] = []
+    listener = gevent.socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    server = gevent.server.StreamServer(listener, lambda sock, address: handled.append(
+        address), spawn=None)  # no greenlet: the handler runs inside do_handle
+    server.start()
+    server.stop_accepting()
+    try:
+        assert _gunicorn.accept_one(server) is False
+        with socket.create_connection(listener.getsockname()) as client:
+            assert _gunicorn.accept_one(server) is True
+            assert handled == [client.getsockname()]
+            assert _gunicorn.accept_one(server) is False
+    finally:
+        server.close()
+
+
+def test_gevent_server_methods_the_slot_server_overrides() -> None:
+    """What ``SlotServer`` (``worker/slot_server.py``) overrides: each name is
+    gevent's, with the shape it expects, and gevent still calls it."""
+    import gevent.baseserver
+
+    from gunicorn_prefork.worker.slot_server import SlotServer
+
+    server_class, base_class = gevent.server.StreamServer, gevent.baseserver.BaseServer
+    for name in ("init_socket", "wrap_socket_and_handle", "do_handle", "do_close",
+                 "max_accept"):
+        assert name in vars(SlotServer) and hasattr(server_class, name), name
+    assert _params(server_class.init_socket) == ["self"]
+    assert "self._handle = self.wrap_socket_and_handle" in inspect.getsource(
+        server_class.init_socket)  # the TLS handler is picked at start()
+    assert _params(server_class.wrap_socket_and_handle) == ["self", "client_socket", "address"]
+    tls = inspect.getsource(server_class.wrap_socket_and_handle)  # what SlotServer's redoes
+    assert "self.wrap_socket(client_socket, **self.ssl_args)" in tls
+    assert "self.handle(ssl_socket, address)" in tls
+    assert "self.wrap_socket = ssl_context.wrap_socket" in inspect.getsource(
+        server_class.__init__)
+    assert _params(server_class.do_handle) == ["self", "args"]
+    assert _params(server_class.do_close) == ["self", "sock", "args"]
+    assert "close = self.do_close" in inspect.getsource(base_class.do_handle)
+    assert isinstance(server_class.max_accept, int)
+    accepting = inspect.getsource(base_class._do_read)
+    assert "range(self.max_accept)" in accepting, accepting[:200]
+    assert "self.do_read()" in accepting and "self.do_handle(*args)" in accepting
+    assert "server.max_accept = 1" in inspect.getsource(ggevent.GeventWorker.run)
+
+
+def test_the_worker_methods_the_slot_worker_overrides() -> None:
+    """What ``SlotWorker`` (``worker/slot_worker.py``) overrides: ``timeout_ctx`` (the
+    ``keepalive`` wait Gunicorn's ``handle`` enters per request), ``handle`` and
+    ``handle_request``, with Gunicorn's signatures."""
+    from gunicorn.workers import base_async
+
+    from gunicorn_prefork.worker.slot_worker import SlotWorker
+
+    assert "with self.timeout_ctx():" in inspect.getsource(base_async.AsyncWorker.handle)
+    expected = {"timeout_ctx": ["self"],
+                "handle": ["self", "listener", "client", "addr"],
+                "handle_request": ["self", "listener_name", "req", "sock", "addr"]}
+    for name, params in expected.items():
+        assert _params(getattr(ggevent.GeventWorker, name)) == params, name
+        assert name in vars(SlotWorker) and _params(getattr(SlotWorker, name)) == params
 
 
 def test_the_arbiter_logs_its_listeners_in_one_info_call() -> None:

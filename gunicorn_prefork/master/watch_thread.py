@@ -58,16 +58,35 @@ from typing import Optional
 #: sockets say (a stall is open, a connection is pending).
 Tick = Callable[[Optional[float]], bool]  # (a runtime alias: no ``X | None`` on 3.9)
 
+#: ``poll(fds, timeout)``: sleeps until one of ``fds`` is readable (or in error) or
+#: ``timeout`` seconds have passed (None: no limit); returns the descriptors that
+#: ended it. The thread's one way to wait (:func:`poll_readable`; tests pass their own).
+Poll = Callable[[Sequence[int], Optional[float]], Sequence[int]]
+
 _READABLE = select.POLLIN | select.POLLPRI
+
+
+def poll_readable(fds: Sequence[int], timeout: float | None) -> list[int]:
+    """:data:`Poll` with ``poll()``; an interrupted or failed poll ends with none."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, _READABLE)
+    try:
+        events = poller.poll(None if timeout is None else timeout * 1000)
+    except OSError:
+        return []
+    return [fd for fd, _ in events]
 
 
 class WatchThread:
     """Calls ``tick`` when something is queued, then every ``interval`` while it asks."""
 
     def __init__(self, interval: float, tick: Tick, fds: Callable[[], Sequence[int]],
-                 lock: threading.RLock, name: str = "gunicorn-prefork-stall-watch") -> None:
+                 lock: threading.RLock, name: str = "gunicorn-prefork-stall-watch",
+                 poll: Poll = poll_readable) -> None:
         self.interval = interval
         self._tick = tick
+        self._poll = poll
         self._fds = fds
         self._lock = lock
         self._name = name
@@ -115,11 +134,6 @@ class WatchThread:
             self._wake_w.send(b"x")
         except OSError:  # full: a wake-up is pending anyway; closed: stopped
             pass
-
-    def close(self) -> None:
-        self.stop()
-        self._wake_r.close()
-        self._wake_w.close()
 
     def _pause(self) -> bool:
         thread = self._thread
@@ -174,16 +188,10 @@ class WatchThread:
 
     def _wait(self, fds: Sequence[int], timeout: float | None) -> None:
         """Until one of ``fds`` is readable (or in error), a wake-up, or ``timeout``."""
-        poller = select.poll()
-        poller.register(self._wake_r, _READABLE)
-        for fd in fds:
-            poller.register(fd, _READABLE)
-        try:
-            events = poller.poll(None if timeout is None else timeout * 1000)
-        except OSError:
-            events = []
+        wake = self._wake_r.fileno()
+        ready = self._poll([wake, *fds], timeout)
         self.wakeups += 1
-        if any(fd == self._wake_r.fileno() for fd, _ in events):
+        if wake in ready:
             try:
                 while self._wake_r.recv(4096):
                     pass

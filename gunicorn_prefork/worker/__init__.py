@@ -12,9 +12,11 @@
 :mod:`.date_cache`     one ``Date:`` string per second
 =====================  ==============================================================
 
-Nothing here imports :mod:`gunicorn_prefork.master`; what both sides share is in
-:mod:`gunicorn_prefork.fork`, :mod:`gunicorn_prefork.config` and the boundary
-:mod:`gunicorn_prefork._gunicorn`.
+Nothing here imports :mod:`gunicorn_prefork.master` (nor the package root); what both
+sides share is in :mod:`gunicorn_prefork.fork`, :mod:`gunicorn_prefork.config` and the
+boundary :mod:`gunicorn_prefork._gunicorn`. The one exception is 0.1's name of the
+worker class, ``gunicorn_prefork.worker.Worker``: resolved on first use from
+:mod:`gunicorn_prefork.worker_class`, where the class is defined.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 def __getattr__(name: str) -> Any:
     # ``worker_class = "gunicorn_prefork.worker.Worker"`` named a module in 0.1
     if name == "Worker":
-        import gunicorn_prefork
+        from ..worker_class import Worker
 
-        return gunicorn_prefork.Worker
+        return Worker
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,24 +11,61 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 
 from gunicorn_prefork.master import watch_thread
 from gunicorn_prefork.master.watch_thread import WatchThread
 
+#: what the thread did: ("tick", quiet_until), ("poll", fds, timeout), ("returned",)
+Event = tuple[Any, ...]
+
 
 class Ticks:
-    def __init__(self, busy: bool = False) -> None:
+    def __init__(self, busy: bool = False, events: list[Event] | None = None) -> None:
         self.calls: list[float | None] = []
         self.threads: set[str] = set()
         self.busy = busy
+        #: shared with a :class:`Polls`: ticks and waits in the order the thread made them
+        self.events = events if events is not None else []
 
     def __call__(self, quiet_until: float | None) -> bool:
         self.calls.append(quiet_until)
         self.threads.add(threading.current_thread().name)
+        self.events.append(("tick", quiet_until))
         return self.busy
+
+
+class Polls:
+    """The thread's ``poll``: records every wait (its descriptors and timeout) as the
+    thread decided it, then waits with :func:`watch_thread.poll_readable`.
+
+    With ``timed_out_until`` set, a wait with a timeout ends at once as if the timeout
+    had passed, until that many ticks were recorded; from then on every wait has no
+    limit but a wake-up (``stop()``): the test's clock, not the machine's, decides
+    how many ticks there are.
+    """
+
+    def __init__(self, events: list[Event], timed_out_until: int | None = None) -> None:
+        self.events = events
+        self.timed_out_until = timed_out_until
+
+    def ticks(self) -> int:
+        return sum(1 for event in list(self.events) if event[0] == "tick")
+
+    def __call__(self, fds: Sequence[int], timeout: float | None) -> Sequence[int]:
+        self.events.append(("poll", frozenset(fds), timeout))
+        try:
+            if self.timed_out_until is not None:
+                if timeout is not None and self.ticks() < self.timed_out_until:
+                    return []
+                if self.ticks() >= self.timed_out_until:
+                    timeout = None
+            return watch_thread.poll_readable(fds, timeout)
+        finally:
+            self.events.append(("returned",))
 
 
 @pytest.fixture
@@ -41,7 +78,11 @@ def watches() -> Iterator[list[WatchThread]]:
     made: list[WatchThread] = []
     yield made
     for watch in made:
-        watch.close()
+        watch.stop()
+        # the master keeps its wake-up pair for its lifetime (a worker closes its
+        # inherited copy at the fork); a test closes it itself
+        watch._wake_r.close()
+        watch._wake_w.close()
 
 
 def _until(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
@@ -55,12 +96,18 @@ def _until(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-
 
 def test_idle_it_sleeps_and_a_queued_connection_wakes_it(
         listening: socket.socket, lock: threading.RLock, watches: list[WatchThread]) -> None:
-    ticks = Ticks()
-    watch = WatchThread(0.002, ticks, lambda: [listening.fileno()], lock)
+    events: list[Event] = []
+    ticks = Ticks(events=events)
+    watch = WatchThread(0.002, ticks, lambda: [listening.fileno()], lock,
+                        poll=Polls(events))
     watches.append(watch)
     watch.start()
+    assert _until(lambda: bool(events))
     time.sleep(0.3)
-    assert watch.wakeups == 0 and ticks.calls == []  # nothing queued: not one wake-up
+    # nothing queued: one wait, with no time limit, on the socket; it has not ended
+    assert len(events) == 1 and events[0][0] == "poll" and events[0][2] is None
+    assert listening.fileno() in events[0][1]
+    assert watch.wakeups == 0 and ticks.calls == []
     client = socket.create_connection(listening.getsockname())
     try:
         assert _until(lambda: len(ticks.calls) >= 1)
@@ -68,25 +115,44 @@ def test_idle_it_sleeps_and_a_queued_connection_wakes_it(
         assert ticks.threads == {"gunicorn-prefork-stall-watch"}
         conn, _ = listening.accept()
         conn.close()
-        time.sleep(0.1)
-        settled = len(ticks.calls)
+        accepted = len(events)
+
+        def asleep_again() -> bool:  # in a wait with no limit begun after the accept
+            last = events[-1]
+            return len(events) > accepted and last[0] == "poll" and last[2] is None
+
+        assert _until(asleep_again)
+        settled = len(events)
         time.sleep(0.3)
-        assert len(ticks.calls) == settled  # the queue is empty again: asleep
+        assert len(events) == settled  # the queue is empty: that wait has not ended
     finally:
         client.close()
 
 
 def test_while_a_stall_is_possible_it_looks_every_interval(
-        lock: threading.RLock, watches: list[WatchThread]) -> None:
-    ticks = Ticks(busy=True)
-    watch = WatchThread(0.01, ticks, lambda: [], lock)
+        listening: socket.socket, lock: threading.RLock, watches: list[WatchThread]) -> None:
+    events: list[Event] = []
+    ticks = Ticks(busy=True, events=events)
+    polls = Polls(events, timed_out_until=5)
+    watch = WatchThread(0.01, ticks, lambda: [listening.fileno()], lock, poll=polls)
     watches.append(watch)
     watch.start()
     watch.wake()
-    time.sleep(0.3)
-    # about 30; at most one per interval, and it keeps looking without a wake-up
-    assert 5 <= len(ticks.calls) <= 31
-    assert all(quiet is None for quiet in ticks.calls[1:])
+    assert _until(lambda: polls.ticks() == 5 and events[-1][0] == "poll")
+    watch.stop()
+    assert events[-1] == ("returned",)
+    made = [event for event in events if event != ("returned",)]
+    # the first wait: for the sockets (or a wake-up), as long as it takes
+    first = made[0]
+    assert first[0] == "poll" and first[2] is None
+    assert listening.fileno() in first[1]
+    # then, while each tick asks to look again: tick, a wait of one interval, tick,
+    # ...: at most one tick per interval, and never a wait for the sockets (it keeps
+    # looking without a wake-up); no tick after the first knows of a quiet moment
+    wake_only = frozenset(first[1]) - {listening.fileno()}
+    assert made[1:] == [("tick", ticks.calls[0]), ("poll", wake_only, 0.01),
+                        *[("tick", None), ("poll", wake_only, 0.01)] * 4]
+    assert isinstance(ticks.calls[0], float)
 
 
 def test_it_never_waits_for_the_main_loops_lock(
