@@ -63,6 +63,7 @@ def _start(original: Callable[..., Any]) -> Callable[..., Any]:
             except PreforkError as error:
                 fail_startup(self.log, self.cfg, error)
             current = master
+            master.warn_untested_gunicorn()
             master.warn_unknown_settings()
             with _gunicorn.listening_once(self.log):
                 result = original(self)

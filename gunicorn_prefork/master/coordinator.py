@@ -20,8 +20,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import gunicorn
+
 from .. import _gunicorn
 from ..config import settings as settings_mod
+from ..config import tested_versions
 from ..config.logger import PluginLog
 from ..config.reuseport import check_reuseport_possible
 from ..config.settings import PreforkSettings
@@ -84,6 +87,12 @@ class Master:
             self.log.info("Gunicorn's reuse_port is ignored: the master owns the "
                           "SO_REUSEPORT sockets")
             _gunicorn.turn_off_reuse_port(self.server.cfg)
+
+    def warn_untested_gunicorn(self) -> None:
+        """Once at start-up: a Gunicorn outside the tested range (it still runs)."""
+        warning = tested_versions.untested(gunicorn.version_info)
+        if warning is not None:
+            self.log.warning("%s", warning)
 
     def warn_unknown_settings(self) -> None:
         """One warning per misspelt ``prefork_*`` name (ignored, as Gunicorn would)."""
