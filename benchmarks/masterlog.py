@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 _SUMMARY = re.compile(r"stall watch: (\d+) stall\(s\) of slots seen"
-                      r"(?:, (\d+) queued connection\(s\) moved)?")
+                      r"(?:[,;] (\d+) queued connection\(s\) moved)?")
 
 
 _CPU_WAITS = re.compile(r"stall watch: (\d+) wait\(s\) past the threshold were a worker "

@@ -11,9 +11,12 @@
 :mod:`.recovery`          crash counting, the halt, the back-off
 :mod:`.steering_program`  which slots take new connections (policy) and the cBPF program
 :mod:`.steering`          keeps the attached program in line with the states and stalls
+:mod:`.overlap`           the USR2 overlap rule: who watches and steers shared slots
+:mod:`.steering_report`   what the steering saw, told to operators (logs, statsd, exit)
 :mod:`.stall_watch`       which slots hold queued connections their worker does not take
 :mod:`.worker_cpu`        a worker's CPU time and state (waiting for a CPU is no stall)
 :mod:`.watch_thread`      when the stall watch looks: a thread of its own
+:mod:`.at_fork`           what is paused around a fork and closed in a child, in one place
 :mod:`.rescue`            moving connections queued on stalled slots to live workers
 :mod:`.rebalancing`       keep-alive rebalancing caps (``prefork_load_aware``)
 :mod:`.balance_report`    the exit summary's line on how evenly slots took connections

@@ -22,7 +22,8 @@ on the Config object (a HUP throws that away). What is wrapped (through
                            after; steer; fire ``prefork_on_ready``
 ``os.waitpid`` as seen     classify each reaped worker's exit status (Gunicorn's
   by ``gunicorn.arbiter``  ``child_exit`` hook is not given it)
-fork (child side)          :func:`gunicorn_prefork.fork.child_plan.after_fork_in_child`
+fork                       :mod:`gunicorn_prefork.master.at_fork` (the child's plan,
+                           and what the master's objects close in a child)
 =========================  =====================================================
 
 Each wrapper does nothing unless the arbiter runs our worker class.
@@ -36,7 +37,7 @@ from typing import Any
 
 from .. import _gunicorn
 from ..errors import PreforkError, fail_startup
-from ..fork import child_plan
+from . import at_fork
 from .coordinator import Master
 
 #: The plugin's state in this master process (inherited, and ignored, by workers).
@@ -158,4 +159,4 @@ def install() -> None:
          "kill_worker": _kill_worker, "manage_workers": _manage_workers,
          "reload": _reload},
         create_sockets=_create_sockets, on_reaped=_on_reaped)
-    os.register_at_fork(after_in_child=child_plan.after_fork_in_child)
+    at_fork.install()

@@ -36,15 +36,14 @@ of the main thread.
 from __future__ import annotations
 
 import fcntl
-import os
 import socket
 import struct
 import termios
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..fork.rescue_channel import PROBE, Channel, Spare
+from . import at_fork
 from .slot_table import queued
 
 #: Most connections taken off one stalled slot per tick of the stall watch.
@@ -57,9 +56,6 @@ MOVE_LIMIT = 64
 ACCEPT_TIMEOUT = struct.pack("ll", 0, 2000)  # 2 ms
 
 
-_instances: weakref.WeakSet[Rescue] = weakref.WeakSet()
-
-
 def room_left(places: object, held: int | None, unread: int) -> int | None:
     """A target slot's free places: ``places`` (``worker_connections``) less what
     its worker holds and what waits in its channel; None when not known."""
@@ -68,25 +64,13 @@ def room_left(places: object, held: int | None, unread: int) -> int | None:
     return places - held - unread
 
 
-def _forget_pending_in_child() -> None:
-    """A worker must not hold the master's pending connections: a copy of a client's
-    socket in another process would keep the connection open after its real owner
-    closed it."""
-    for rescue in list(_instances):
-        for _, conn in rescue.pending:
-            conn.close()
-        rescue.pending.clear()
-        rescue.spare.free()
-
-
-os.register_at_fork(after_in_child=_forget_pending_in_child)
 
 
 class Rescue:
     """The channels of one master's slots and the connections moved through them."""
 
     def __init__(self) -> None:
-        _instances.add(self)
+        at_fork.register(self)
         self._channels: dict[Any, Channel] = {}  # slot (by identity) -> its channel
         #: accepted connections no channel had room for: (listener index, socket)
         self.pending: list[tuple[int, socket.socket]] = []
@@ -104,6 +88,15 @@ class Rescue:
         #: between workers: the slowest of 200 one-second requests took 17.6 s
         #: against stock's 10.0 s on 2 workers x 10 places)
         self.room: Callable[[Any], int | None] | None = None
+
+    def close_in_child(self) -> None:
+        """A worker must not hold the master's pending connections: a copy of a
+        client's socket in another process would keep the connection open after
+        its real owner closed it."""
+        for _, conn in self.pending:
+            conn.close()
+        self.pending.clear()
+        self.spare.free()
 
     # -- the channels ------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ timer woke an idle master 100-500 times a second. The alternatives weighed:
 Invariants (the costs of a thread, and how they are met)
 -------------------------------------------------------
 * **Never alive across a fork.** A thread alive at ``fork()`` may hold a lock the
-  child inherits held, and Python 3.12+ warns about it. ``os.register_at_fork`` stops
+  child inherits held, and Python 3.12+ warns about it. the fork hook (:mod:`.at_fork`) stops
   the thread before every fork of the master (workers, Gunicorn's USR2 re-exec), as
   Gunicorn 27 does with its control-socket thread; the master starts it again with
   :func:`resume_after_fork` once the fork returned (right after forking a worker, and
@@ -51,6 +51,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Optional
+
+from . import at_fork
 
 #: ``tick(quiet_until)``: ``quiet_until`` is a moment up to which nothing was queued
 #: (the thread slept until then in a poll that any queued connection would have
@@ -215,10 +217,24 @@ _active: WatchThread | None = None
 _paused_for_fork = False
 
 
-def _before_fork() -> None:
-    global _paused_for_fork
-    watch = _active
-    _paused_for_fork = watch is not None and watch._pause()
+class _ForkGuard:
+    """This module's part in :mod:`.at_fork`: the running thread is paused before
+    every fork; a child forgets it and closes its wake-up pair."""
+
+    def pause_for_fork(self) -> None:
+        global _paused_for_fork
+        watch = _active
+        _paused_for_fork = watch is not None and watch._pause()
+
+    def close_in_child(self) -> None:
+        """A child has no such thread (threads do not survive fork): forget it,
+        close its wake-up pair (a worker must not hold the master's descriptors)."""
+        global _active, _paused_for_fork
+        watch, _active, _paused_for_fork = _active, None, False
+        if watch is not None:
+            watch._thread = None
+            watch._wake_r.close()
+            watch._wake_w.close()
 
 
 def resume_after_fork() -> None:
@@ -233,15 +249,5 @@ def resume_after_fork() -> None:
         watch.start()
 
 
-def _after_fork_in_child() -> None:
-    """A child has no such thread (threads do not survive fork): forget it, close
-    its wake-up pair (a worker must not hold the master's descriptors)."""
-    global _active, _paused_for_fork
-    watch, _active, _paused_for_fork = _active, None, False
-    if watch is not None:
-        watch._thread = None
-        watch._wake_r.close()
-        watch._wake_w.close()
-
-
-os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+_FORK_GUARD = _ForkGuard()  # held here: at_fork keeps its members weakly
+at_fork.register(_FORK_GUARD)

@@ -31,20 +31,10 @@ longer listed are closed, and a forked child (a worker) closes its copies at onc
 from __future__ import annotations
 
 import os
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-_instances: weakref.WeakSet[WorkerCpu] = weakref.WeakSet()
-
-
-def _close_in_child() -> None:
-    """A worker has no use for the master's view of its siblings."""
-    for cpu in list(_instances):
-        cpu.keep_only(())
-
-
-os.register_at_fork(after_in_child=_close_in_child)
+from . import at_fork
 
 
 @dataclass(frozen=True)
@@ -63,7 +53,7 @@ class WorkerCpu:
     def __init__(self, proc: str = "/proc") -> None:
         self._proc = proc
         self._fds: dict[int, tuple[int, int]] = {}
-        _instances.add(self)
+        at_fork.register(self)
         #: this kernel keeps the files (it shows them for the master itself)
         self.available = (os.path.exists(f"{proc}/self/schedstat")
                           and os.path.exists(f"{proc}/self/stat"))
@@ -80,6 +70,10 @@ class WorkerCpu:
             runnable = runnable or one[1]
             any_pid = True
         return CpuSample(ran, runnable) if any_pid else None
+
+    def close_in_child(self) -> None:
+        """A worker has no use for the master's view of its siblings."""
+        self.keep_only(())
 
     def keep_only(self, pids: Iterable[int]) -> None:
         """Forget (close) the files of workers not in ``pids``."""
