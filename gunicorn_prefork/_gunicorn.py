@@ -19,7 +19,7 @@ Touchpoints, and the Gunicorn versions they were read in (20.1, 21.2, 22.0, 23.0
 touchpoint                                             used for
 =====================================================  =================================
 ``Arbiter.start/setup/spawn_worker/kill_worker/        wrapped (:func:`install_arbiter`)
-manage_workers/reload`` (names and signatures)
+manage_workers/reload/stop`` (names and signatures)
 ``arbiter.log.info("Listening at: %s ...", ...)``      :func:`listening_once` (one
 in ``Arbiter.start`` and ``reload``                    address once, not per slot)
 ``Application.run`` (``gunicorn.app.base``),           wrapped (:func:`install_application_run`)
@@ -130,7 +130,7 @@ TCP6Socket: type = gunicorn.sock.TCP6Socket
 
 #: The arbiter methods :func:`install_arbiter` wraps.
 WRAPPED_METHODS = ("start", "setup", "spawn_worker", "kill_worker", "manage_workers",
-                   "reload")
+                   "reload", "stop")
 
 
 # -- the master: the arbiter ---------------------------------------------------------

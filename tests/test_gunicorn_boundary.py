@@ -61,6 +61,7 @@ def worker() -> Iterator[Any]:
     ("spawn_worker", ["self"]),
     ("kill_worker", ["self", "pid", "sig"]),
     ("manage_workers", ["self"]),
+    ("stop", ["self", "graceful"]),
 ])
 def test_wrapped_arbiter_methods(name: str, params: list[str]) -> None:
     assert name in _gunicorn.WRAPPED_METHODS

@@ -22,6 +22,8 @@ on the Config object (a HUP throws that away). What is wrapped (through
                            after; steer; fire ``prefork_on_ready``
 ``os.waitpid`` as seen     classify each reaped worker's exit status (Gunicorn's
   by ``gunicorn.arbiter``  ``child_exit`` hook is not given it)
+``Arbiter.stop``           once the workers are gone: the stall watch stops and its
+                           summary is logged (before "Shutting down: Master")
 fork                       :mod:`gunicorn_prefork.master.at_fork` (the child's plan,
                            and what the master's objects close in a child)
 =========================  =====================================================
@@ -142,6 +144,17 @@ def _manage_workers(original: Callable[..., Any]) -> Callable[..., Any]:
     return manage_workers
 
 
+def _stop(original: Callable[..., Any]) -> Callable[..., Any]:
+    def stop(self: Any, graceful: bool = True) -> Any:
+        master = _ours(self)
+        try:
+            return original(self, graceful)
+        finally:
+            if master is not None:
+                master.stopped()
+    return stop
+
+
 def _on_reaped(pid: int, status: int) -> None:
     master = current
     if master is not None and master.pid == os.getpid():
@@ -157,6 +170,6 @@ def install() -> None:
     _gunicorn.install_arbiter(
         {"start": _start, "setup": _setup, "spawn_worker": _spawn_worker,
          "kill_worker": _kill_worker, "manage_workers": _manage_workers,
-         "reload": _reload},
+         "reload": _reload, "stop": _stop},
         create_sockets=_create_sockets, on_reaped=_on_reaped)
     at_fork.install()

@@ -269,6 +269,11 @@ class Master:
         if self.table is not None:
             self.steering.steer(self.table)
 
+    def stopped(self) -> None:
+        """Gunicorn's ``stop()`` is done (its workers are gone): stop the watch and
+        say what it saw, before Gunicorn's "Shutting down: Master"."""
+        self.steering.stop()
+
     def report_stalls(self) -> None:
         """From the main loop: log and count what the stall watch saw."""
         self.steering.report(self.table)

@@ -95,6 +95,7 @@ class Steering:
         self.overlap = Overlap()
         self._owner = os.getpid()
         self._summary_at_exit = False
+        self._summarized = False
 
     def new_group(self) -> None:
         """A new slot table: nothing attached, nothing known."""
@@ -143,7 +144,7 @@ class Steering:
                                            self.lock)
             if not self._summary_at_exit:
                 self._summary_at_exit = True
-                atexit.register(self._stop_at_exit)
+                atexit.register(self.stop)  # an exit without Gunicorn's stop()
             self._thread.interval = interval
             self._thread.start()
             self._thread.wake()
@@ -155,13 +156,16 @@ class Steering:
                 self.stalls.stalled = frozenset()
                 self._watching = False
 
-    def _stop_at_exit(self) -> None:
-        """At the master's exit: stop the thread, say how many stalls it saw."""
+    def stop(self) -> None:
+        """The master stops (its workers are gone) or exits: stop the thread, say
+        what it saw (once)."""
         if os.getpid() != self._owner:
             return  # a worker inherited the registration, not the thread
         if self._thread is not None:
             self._thread.stop()
-        if self.stalls.threshold > 0:
+        self._running = False
+        if self.stalls.threshold > 0 and not self._summarized:
+            self._summarized = True
             self.reporter.at_exit()
 
     def _watched_fds(self) -> list[int]:
