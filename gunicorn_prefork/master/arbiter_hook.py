@@ -66,11 +66,11 @@ def _start(original: Callable[..., Any]) -> Callable[..., Any]:
             except PreforkError as error:
                 fail_startup(self.log, self.cfg, error)
             current = master
-            master.warn_untested_gunicorn()
-            master.warn_unknown_settings()
+            master.warn_at_start()
             with _gunicorn.listening_once(self.log):
                 result = original(self)
-            master.started()
+            if not master.reuseport:  # after Gunicorn's own start-up lines
+                master.log.info("prefork_reuseport is off: serving Gunicorn's shared socket")
             return result
         return original(self)
     return start
@@ -150,8 +150,8 @@ def _stop(original: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return original(self, graceful)
         finally:
-            if master is not None:
-                master.stopped()
+            if master is not None:  # the workers are gone: the watch's summary now,
+                master.steering.stop()  # before Gunicorn's "Shutting down: Master"
     return stop
 
 

@@ -76,11 +76,6 @@ class Master:
         check_reuseport_possible(self.server.cfg.address)
         self._take_over_reuse_port()
 
-    def started(self) -> None:
-        """After Gunicorn's ``start()`` logged its own start-up lines."""
-        if not self.reuseport:
-            self.log.info("prefork_reuseport is off: serving Gunicorn's shared socket")
-
     def _take_over_reuse_port(self) -> None:
         """Gunicorn 24+ binds per worker when ``reuse_port`` is set: we own the sockets."""
         if self.server.cfg.reuse_port:
@@ -88,11 +83,12 @@ class Master:
                           "SO_REUSEPORT sockets")
             _gunicorn.turn_off_reuse_port(self.server.cfg)
 
-    def warn_untested_gunicorn(self) -> None:
-        """Once at start-up: a Gunicorn outside the tested range (it still runs)."""
-        warning = tested_versions.untested(gunicorn.version_info)
-        if warning is not None:
-            self.log.warning("%s", warning)
+    def warn_at_start(self) -> None:
+        """A Gunicorn outside the tested range (it still runs); then the settings."""
+        untested = tested_versions.untested(gunicorn.version_info)
+        if untested is not None:
+            self.log.warning("%s", untested)
+        self.warn_unknown_settings()
 
     def warn_unknown_settings(self) -> None:
         """One warning per misspelt ``prefork_*`` name (ignored, as Gunicorn would)."""
@@ -268,11 +264,6 @@ class Master:
         """New connections only to serving, non-stalled slots (see .steering)."""
         if self.table is not None:
             self.steering.steer(self.table)
-
-    def stopped(self) -> None:
-        """Gunicorn's ``stop()`` is done (its workers are gone): stop the watch and
-        say what it saw, before Gunicorn's "Shutting down: Master"."""
-        self.steering.stop()
 
     def report_stalls(self) -> None:
         """From the main loop: log and count what the stall watch saw."""

@@ -85,8 +85,8 @@ class Rescue:
         #: is moved to a slot without room: it would wait there, behind the
         #: connections its worker takes from its own queue, and be moved again when
         #: that worker's full pool stalls (a full-pools burst bounced connections
-        #: between workers: the slowest of 200 one-second requests took 17.6 s
-        #: against stock's 10.0 s on 2 workers x 10 places)
+        #: between workers, and its slowest request took far longer than with
+        #: stock Gunicorn; figures: benchmarks/README.md)
         self.room: Callable[[Any], int | None] | None = None
 
     def close_in_child(self) -> None:

@@ -32,8 +32,9 @@ asleep in ``poll()`` on it (until the poll returns), a worker forked a moment be
 (until it closes the slots that are not its own), a process the app forked with the
 worker's descriptors (for as long as it runs). Meanwhile the steering, programmed for
 the group without it, sent new connections to it by index; when the last reference
-went, the kernel reset them (CI, 2026-12-01: 1-6 resets in about 1 of 25 TTOU/TTIN
-runs, traced to the watch thread's ``poll``).
+went, the kernel reset them (rare resets in CI's TTIN/TTOU test, traced to the watch
+thread's ``poll``; figures: benchmarks/README.md, "Figures behind design choices in
+the code").
 """
 
 from __future__ import annotations

@@ -51,8 +51,8 @@ REPORT_AFTER = 1.0
 #: A runnable worker that had less than this share of a CPU while its queue waited
 #: was waiting for one. A worker busy in CPU-bound code gets more (about half on a
 #: saturated 2-core machine) and is stalled at the threshold, as without the rule:
-#: waiting for it to run a whole threshold cost 4 ms of the stall tool's mixed p99
-#: (37.5 vs 33 ms, 2026-12-01).
+#: waiting for it to run a whole threshold raised the stall tool's mixed p99
+#: (figures: benchmarks/README.md, "Figures behind design choices in the code").
 CPU_WAIT_SHARE = 0.25
 
 

@@ -4,11 +4,14 @@ gevent's loop polls for I/O (new connections on the slot's sockets, requests on
 keep-alive connections) once per turn, then runs every ready greenlet. A handler
 whose next request is already buffered serves it without going back to the loop,
 so a turn with many busy keep-alive connections runs for as long as they have
-requests: 10 ms of CPU and more on hello world with 16-20 connections, while a new
-connection waits in the slot's queue (and the master's stall watch sees a queue its
-worker does not take on). The worker yields to the loop when the turn has run
-longer than :data:`TURN_BUDGET` (:mod:`.slot_worker`), and so does a TLS
-connection before its handshake, about a millisecond of CPU each (:mod:`.slot_server`).
+requests, many milliseconds of CPU even on hello world, while a new connection
+waits in the slot's queue (and the master's stall watch sees a queue its worker
+does not take on). The worker yields to the loop when the turn has run longer than
+:data:`TURN_BUDGET` (:mod:`.slot_worker`), and so does a TLS connection before its
+handshake, which costs a good part of that budget in CPU (:mod:`.slot_server`).
+
+The measurements behind these choices, with their dates, commits and commands, are
+in ``benchmarks/README.md``, "Figures behind design choices in the code".
 
 A ``check`` watcher stamps the time each turn starts running its ready watchers
 (libev runs check watchers right after the poll). Reading it costs a clock read.
@@ -28,19 +31,18 @@ import gevent
 #: How long a yield sleeps: any positive time, so that the greenlet resumes only on
 #: the loop's next turn, after it polled for I/O. ``gevent.sleep(0)`` may resume it
 #: before the loop polls (gevent's docs say so): a worker with many busy keep-alive
-#: connections then went 10 ms and more without accepting (the master's stall
-#: watch took it for stalled). Measured 2026-12-01, hello c64, 4 workers on the
-#: 2-core machine with the client on it: p99 26 ms instead of 51, no false stalls
-#: instead of 1-3 per run, the same req/s.
+#: connections then went many milliseconds without accepting (the master's stall
+#: watch took it for stalled). With the timer the p99 was lower and the false stalls
+#: were gone, at the same req/s (figures: benchmarks/README.md).
 YIELD_SECONDS = 1e-6
 
 #: A keep-alive handler yields when the loop's turn has run this long: with many
-#: busy connections a yield every 4th request was not enough, a turn ran for 10 ms
-#: of CPU while a new connection waited. Measured (with that yield too) 2026-12-01
-#: (hello c64, wrk on the 2 cores, 27.0.1, 2 runs each; budget 5 ms / none):
-#: 2 workers 1.03x / 1.02x stock req/s, p99 10.5 / 21.6 ms; 4 workers 0.98x / 1.05x,
-#: p99 21 / 28 ms; 4 workers load-aware: p99 13 / 43 ms, balance 1.07 / 1.24,
-#: stalls 3 / 73. (2 ms: 4 workers 0.98x, p99 16 ms; 2 workers 0.99x, p99 9 ms.)
+#: busy connections a yield every 4th request was not enough, a turn ran on while a
+#: new connection waited. Against no budget it lowered the p99 on 2 and 4 workers
+#: (the same req/s on 2 workers, a few percent less on 4), and with
+#: ``prefork_load_aware`` it also evened the balance and removed most false stalls;
+#: 2 ms lowered the p99 a little more, for the same or a little less req/s
+#: (figures: benchmarks/README.md).
 TURN_BUDGET = 0.005
 
 _started = 0.0

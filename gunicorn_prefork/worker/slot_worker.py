@@ -246,13 +246,12 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
         The worker yields until its loop's next turn (:func:`.loop_turn.yield_to_loop`):
         Gunicorn serves the next request of a keep-alive connection at once when it is
         already buffered, so a few busy connections would starve the rest (and new ones
-        waiting to be accepted) — a p50 of 1 ms with a p99 of seconds.
+        waiting to be accepted): a fast median with a tail of seconds.
 
-        (A yield every 4th request as well, measured 2026-12-01, hello c64, wrk on the
-        2 cores, 27.0.1, 2 runs each: 2 workers 28,201 against 30,048 req/s without,
-        p99 6.9 against 8.3 ms; 4 workers 27,527 against 28,720, p99 8.2 against
-        8.5 ms: not done. Counting each answered request as stall-watch progress cost
-        6-13 % of req/s on 2 workers, 2026-11-30: not done.)
+        (A yield every 4th request as well cost req/s for little p99: not done.
+        Counting each answered request as stall-watch progress cost req/s: not done.
+        The figures, with their dates and commands: benchmarks/README.md, "Figures
+        behind design choices in the code".)
         """
         # a response that ends its connection raises StopIteration (Gunicorn 20.1 to
         # 27; the gevent worker's handle_request returns None either way): no yield,
