@@ -4,7 +4,10 @@
     python -m benchmarks.seed --duration 3 --repeats 1      # smoke test, ~1 min
     python -m benchmarks.seed --workload hello --variants prefork,gevent
 
-(from the repository root, like every tool in ``benchmarks/``).
+(from the repository root, like every tool in ``benchmarks/``). With Gunicorn's C
+parser on both Gunicorn variants: ``pip install gunicorn_h1c``, then
+``--http-parser fast`` (Gunicorn 25+ use it by themselves under ``auto`` once it is
+installed; ``fast`` makes a missing install an error instead of the Python parser).
 
 Variants (each with ``--workers`` workers, 2 by default, on 127.0.0.1 only):
 
@@ -173,8 +176,9 @@ class Run:
 def _gunicorn(options: Sequence[str]) -> Callable[[argparse.Namespace, Workload, int],
                                                   list[str]]:
     def command(args: argparse.Namespace, workload: Workload, port: int) -> list[str]:
+        parser = ("--http-parser", args.http_parser) if args.http_parser else ()
         return gunicorn_command(options, args.workers, port, f"seed_apps:{workload.app}",
-                                "--log-level", "info", "--graceful-timeout", "5")
+                                "--log-level", "info", "--graceful-timeout", "5", *parser)
     return command
 
 
@@ -378,6 +382,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--sleep-conns", type=int, default=512)
     parser.add_argument("--hello-conns", type=int, default=64)
+    parser.add_argument("--http-parser", choices=("auto", "fast", "python"), default=None,
+                        help="Gunicorn 25+'s http_parser for every Gunicorn variant: fast = "
+                             "its C parser (pip install gunicorn_h1c; Gunicorn refuses to "
+                             "start without it), python = never; default: Gunicorn's own "
+                             "(auto: the C parser when installed)")
     parser.add_argument("--granian-blocking-threads", type=int, default=0,
                         help="passed as granian --blocking-threads when > 0")
     parser.add_argument("--settle", type=float, default=2.0,

@@ -17,6 +17,7 @@ difference between the two servers fails.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import ssl
 import time
@@ -36,6 +37,13 @@ limit_request_line = 1024
 limit_request_field_size = 1024
 limit_request_fields = 20
 """
+
+#: ``fast`` in tox's ``gunicorn271-h1c`` env: both servers parse with Gunicorn's C
+#: parser (``gunicorn_h1c``); Gunicorn refuses to start without it, so a missing or
+#: broken install fails here instead of falling back to the Python parser.
+HTTP_PARSER = os.environ.get("PREFORK_TEST_HTTP_PARSER", "")
+if HTTP_PARSER:
+    CONFIG += f'http_parser = "{HTTP_PARSER}"\n'
 
 #: The same, behind a proxy: the PROXY protocol accepted from 127.0.0.1 (Gunicorn's
 #: default ``proxy_allow_ips``), forwarding headers trusted only from 10.1.2.3, and
