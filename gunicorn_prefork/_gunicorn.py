@@ -55,6 +55,7 @@ other loggers have neither: looked up by ``getattr``)  :mod:`.master.steering_re
 ``gunicorn.http.wsgi.Response.write``, ``.sock``,      :func:`install_response_write`
 ``.headers_sent``
 ``Response.default_headers/force_close/should_close``, :func:`install_response_headers_hook`
+``Request.unreader.buf`` (bytes read past a request)  :func:`request_read_ahead`
 ``.upgrade``, ``.req`` (its ``method``, ``headers``)     and the ``response_*`` helpers
 gevent ``StreamServer.do_read/do_handle``, its         :func:`accept_one`, :func:`busy`
 ``pool.free_count()/size``
@@ -494,6 +495,14 @@ def response_upgrade(response: Any) -> bool:
 
 def response_request(response: Any) -> Any:
     return getattr(response, "req", None)
+
+
+def request_read_ahead(request: Any) -> bool:
+    """Has Gunicorn read bytes past this request from its connection (a pipelined
+    request sent in the same packet)? They wait in the connection's ``Unreader``
+    buffer, which the next request is parsed from (20.1 to 27, both parsers)."""
+    buffer = getattr(getattr(request, "unreader", None), "buf", None)
+    return buffer is not None and len(buffer.getvalue()) > 0
 
 
 def response_headers_sent(response: Any) -> bool:

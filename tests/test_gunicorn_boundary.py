@@ -403,3 +403,20 @@ def test_create_reads_script_name_from_the_wsgi_modules_os() -> None:
     assert 'os.environ.get("SCRIPT_NAME", "")' in inspect.getsource(wsgi.create)
     assert isinstance(os.environ._data, dict)  # what the stand-in reads
     assert os.environ.encodekey("SCRIPT_NAME") in (b"SCRIPT_NAME", "SCRIPT_NAME")
+
+
+def test_bytes_read_past_a_request_are_seen_in_its_unreader() -> None:
+    """``request_read_ahead``: a pipelined request Gunicorn read with the first one
+    waits in ``Request.unreader.buf`` (the parser in use: Python, or 27's C parser)."""
+    import socket
+
+    from gunicorn.config import Config
+    from gunicorn.http import RequestParser
+
+    get = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+    for sent, expected in ((get + get, True), (get, False)):
+        server, client = socket.socketpair()
+        with server, client:
+            client.sendall(sent)
+            request = next(iter(RequestParser(Config(), server, ("127.0.0.1", 1))))
+            assert _gunicorn.request_read_ahead(request) is expected

@@ -12,8 +12,10 @@ a worker with room.
 
 Only where nothing can be lost: a request without a body (``GET``/``HEAD`` without
 ``Content-Length`` or ``Transfer-Encoding``), no upgrade, no pipelined request waiting
-(closing with unread bytes would reset the client), a response whose headers are not
-sent yet (decided where Gunicorn builds its ``Connection`` header).
+(closing with unread bytes would reset the client, and requests Gunicorn has already
+read past this one would never be answered: both the socket and Gunicorn's read
+buffer are looked at), a response whose headers are not sent yet (decided where
+Gunicorn builds its ``Connection`` header).
 
 Invariants: never in the middle of a response; at most one connection per response
 start; nothing happens while the cap is 0 or the page is not known (``install`` not
@@ -64,4 +66,5 @@ def _may_close(response: Any) -> bool:
     names = {name for name, _ in getattr(request, "headers", ())}
     if "CONTENT-LENGTH" in names or "TRANSFER-ENCODING" in names:
         return False
-    return not next_request_waiting()
+    # a next request already read into Gunicorn's buffer, or waiting in the socket
+    return not _gunicorn.request_read_ahead(request) and not next_request_waiting()

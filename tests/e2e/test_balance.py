@@ -187,3 +187,66 @@ def test_shedding_loses_nothing_across_recycling_and_hup(tmp_path: Path) -> None
     assert log.count("Autorestarting worker") >= 2, "no recycling happened"
     assert "keep-alive rebalancing:" in log, "nothing was shed"
 
+
+
+def _responses(conn: socket.socket, wanted: int) -> tuple[int, bool]:
+    """Read up to ``wanted`` responses (Content-Length bodies); returns how many came
+    and whether the last one said ``Connection: close``."""
+    data, got, closing = b"", 0, False
+    while got < wanted:
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return got, closing
+            data += chunk
+        head, _, data = data.partition(b"\r\n\r\n")
+        headers = head.decode("latin-1").lower().split("\r\n")
+        length = int(next(line.split(":", 1)[1] for line in headers
+                          if line.startswith("content-length:")))
+        while len(data) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return got, closing
+            data += chunk
+        data = data[length:]
+        got += 1
+        closing = "connection: close" in headers
+    return got, closing
+
+
+def test_shedding_answers_every_pipelined_request(tmp_path: Path) -> None:
+    """Issue 28: the busiest worker's connections (over its cap), each sent three GETs
+    in one write. Those after the first sit in Gunicorn's read buffer, not in the
+    socket: a connection ended after the first response would drop them. Every one is
+    answered; connections still end, after the last request they hold."""
+    port = free_port()
+    config = (PREFORK + f'bind = "127.0.0.1:{port}"\nworkers = 2\nloglevel = "info"\n'
+              "prefork_recover_threshold = 0\nprefork_load_aware = True\n")
+    missing, ended = 0, 0
+    with running(tmp_path, config=config) as server:
+        server.wait_serving(port, 2)
+        for _ in range(3):
+            opened = []
+            for _ in range(32):
+                conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+                pid, closing = _answer(conn)  # (a cap from the last round may end it)
+                if closing:
+                    conn.close()
+                else:
+                    opened.append((conn, pid))
+            busiest = Counter(pid for _, pid in opened).most_common(1)[0][0]
+            kept = [conn for conn, pid in opened if pid == busiest]
+            for conn, pid in opened:
+                if pid != busiest:
+                    conn.close()
+            time.sleep(1.5)  # the master's next look writes the cap
+            for conn in kept:
+                conn.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n" * 3)
+            for conn in kept:
+                got, closing = _responses(conn, 3)
+                missing += 3 - got
+                ended += closing
+                conn.close()
+        log = server.log()
+    assert missing == 0, (missing, log)
+    assert ended > 0 or "keep-alive rebalancing:" in log, "nothing was shed: no test"

@@ -127,3 +127,13 @@ def test_a_worker_without_a_page_never_sheds(slot: Page) -> None:
     shedding.install(None, 0)  # a worker without a slot
     assert _connection_header() == "Connection: keep-alive"
     assert slot.shed == 0
+
+
+def test_a_pipelined_request_already_read_keeps_the_connection(slot: Page) -> None:
+    """Issue 28: requests sent in the same packet sit in Gunicorn's read buffer, not
+    in the socket: the socket looks empty, but ending the connection would drop them."""
+    slot.holding(held=6, cap=5)
+    assert _connection_header(GET + GET + GET) == "Connection: keep-alive"
+    assert slot.shed == 0
+    assert _connection_header(GET) == "Connection: close"  # nothing behind it: shed
+    assert slot.shed == 1
