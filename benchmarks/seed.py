@@ -106,6 +106,7 @@ from .servers import (
     PREFORK,
     REUSEPORT,
     Server,
+    batch_config,
     free_port,
     gunicorn_command,
     gunicorn_version,
@@ -204,6 +205,20 @@ def _granian(args: argparse.Namespace, workload: Workload, port: int) -> list[st
 
 #: the json workload's request
 JSON_PATH = "/items?page=3"
+
+def _batch_variant(batch: int) -> Variant:
+    """Ours with the worker's accept batch set to ``batch`` (a ``post_worker_init``
+    hook in a config file; see ``benchmarks.short``)."""
+    def command(args: argparse.Namespace, workload: Workload, port: int) -> list[str]:
+        config = RESULTS_DIR / f"accept-batch-{batch}.conf.py"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(batch_config(batch))
+        parser = ("--http-parser", args.http_parser) if args.http_parser else ()
+        return gunicorn_command(PREFORK, args.workers, port, f"seed_apps:{workload.app}",
+                                "--log-level", "info", "--graceful-timeout", "5", *parser,
+                                config=config)
+    return Variant(f"prefork-b{batch}", f"gunicorn_prefork.Worker batch={batch}", command)
+
 
 VARIANTS = (
     Variant("prefork", "gunicorn_prefork.Worker", _gunicorn(PREFORK)),
@@ -387,6 +402,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "its C parser (pip install gunicorn_h1c; Gunicorn refuses to "
                              "start without it), python = never; default: Gunicorn's own "
                              "(auto: the C parser when installed)")
+    parser.add_argument("--accept-batches", default="",
+                        help="comma-separated accept batches of ours to add as variants "
+                             "prefork-bN (ours accepts up to 100 per wake-up)")
     parser.add_argument("--granian-blocking-threads", type=int, default=0,
                         help="passed as granian --blocking-threads when > 0")
     parser.add_argument("--settle", type=float, default=2.0,
@@ -397,6 +415,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="raw results (default benchmarks/results/seed-<timestamp>.json)")
     args = parser.parse_args(argv)
     args.variant_list = subset(parser, args.variants, [v.name for v in VARIANTS], "--variants")
+    args.batches = [int(b) for b in args.accept_batches.split(",") if b.strip()]
+    if any(batch < 1 for batch in args.batches):
+        parser.error(f"--accept-batches: each batch must be at least 1, not {args.batches}")
     if min(args.duration, args.threads, args.repeats, args.workers) < 1:
         parser.error("--duration, --threads, --repeats and --workers must be >= 1")
     if shutil.which(args.wrk) is None:
@@ -417,6 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     wanted = args.variant_list
     skipped = {k: v for k, v in skipped_variants().items() if k in wanted}
     variants = [v for v in VARIANTS if v.name in wanted and v.name not in skipped]
+    variants += [_batch_variant(batch) for batch in args.batches]
     if any(w.name != "sleep" for w in workloads) and "gevent" not in wanted:
         print("note: the ratio is to gevent, which is not selected", file=sys.stderr)
 

@@ -38,6 +38,14 @@ GEVENT = ("-k", "gevent")
 REUSEPORT = ("-k", "gevent", "--reuse-port")
 
 
+def batch_config(batch: int) -> str:
+    """A config file's text whose hook sets our worker's accept batch (a module
+    constant of ``gunicorn_prefork.worker.slot_server``)."""
+    return ("def post_worker_init(worker):\n"
+            "    from gunicorn_prefork.worker import slot_server\n"
+            f"    slot_server.ACCEPT_BATCH = {batch}\n")
+
+
 def gunicorn_version() -> str:
     return importlib.metadata.version("gunicorn")
 

@@ -44,6 +44,7 @@ from .servers import (
     GEVENT,
     PREFORK,
     Server,
+    batch_config,
     free_port,
     gunicorn_command,
     gunicorn_version,
@@ -72,13 +73,6 @@ class Run:
     master_cpu: float = 0.0
     master_switches: float = 0.0
     ratio: float | None = None
-
-
-def batch_config(batch: int) -> str:
-    """A config hook that sets the worker's accept batch (a module constant)."""
-    return ("def post_worker_init(worker):\n"
-            "    from gunicorn_prefork.worker import slot_server\n"
-            f"    slot_server.ACCEPT_BATCH = {batch}\n")
 
 
 def variants(batches: Sequence[int]) -> list[Variant]:
