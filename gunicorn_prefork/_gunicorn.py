@@ -52,6 +52,7 @@ other loggers have neither: looked up by ``getattr``)  :mod:`.master.steering_re
 ``gunicorn.workers.ggevent.GeventWorker``,             :data:`GeventWorker`,
 ``ggevent.StreamServer`` (looked up by ``run()``)      :func:`use_stream_server`
 ``gunicorn.util.http_date`` (looked up per response)   :func:`install_http_date`
+``gunicorn.util.close`` (a client's close, async)      :func:`install_close`
 ``gunicorn.http.wsgi.Response.write``, ``.sock``,      :func:`install_response_write`
 ``.headers_sent``
 ``Response.default_headers/force_close/should_close``, :func:`install_response_headers_hook`
@@ -407,6 +408,12 @@ def use_stream_server(server_class: type) -> None:
 
 #: Gunicorn's own ``util.http_date`` (formats the Date header).
 http_date: Callable[..., str] = util.http_date
+
+
+def install_close(make: Callable[[Callable[[Any], None]], Callable[[Any], None]]) -> None:
+    """Replace ``util.close``, with which Gunicorn's async workers close a client
+    connection when its handler ends (worker process only)."""
+    util.close = make(util.close)
 
 
 def install_http_date(replacement: Callable[..., str]) -> None:

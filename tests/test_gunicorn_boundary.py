@@ -420,3 +420,13 @@ def test_bytes_read_past_a_request_are_seen_in_its_unreader() -> None:
             client.sendall(sent)
             request = next(iter(RequestParser(Config(), server, ("127.0.0.1", 1))))
             assert _gunicorn.request_read_ahead(request) is expected
+
+
+def test_async_workers_close_a_client_with_util_close() -> None:
+    """``install_close``: Gunicorn's async worker ends a connection's handler with
+    ``util.close(client)``, looked up on the module when it runs."""
+    import gunicorn.util
+    import gunicorn.workers.base_async
+
+    assert _params(gunicorn.util.close) == ["sock"]
+    assert "util.close(client)" in inspect.getsource(gunicorn.workers.base_async)

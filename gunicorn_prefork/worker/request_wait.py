@@ -47,12 +47,15 @@ class NoRequest(BaseException):
 class RequestWait:
     """The context a connection's handler reads a request in (``keepalive`` s)."""
 
-    __slots__ = ("_greenlet", "_thrown", "_timer", "client", "seconds")
+    __slots__ = ("_greenlet", "_thrown", "_timer", "client", "ending", "seconds")
 
     def __init__(self, client: Any, seconds: float = 0.0) -> None:
         self.seconds = seconds
         #: the connection's socket
         self.client = client
+        #: the worker ends this kept connection after its response (shedding): it
+        #: closes gently (:mod:`.lingering_close`)
+        self.ending = False
         self._timer: Any = None
         self._greenlet: Any = None
         self._thrown: NoRequest | None = None
@@ -112,6 +115,19 @@ def next_request_waiting() -> bool:
     (a pipelined request)? False outside a handler. (Never waits.)"""
     wait = getattr(_connection, "wait", None)
     return wait is not None and bytes_waiting(wait.client)
+
+
+def mark_ending() -> None:
+    """The current greenlet's connection ends after this response (shedding)."""
+    wait = getattr(_connection, "wait", None)
+    if wait is not None:
+        wait.ending = True
+
+
+def ending(client: Any) -> bool:
+    """Is ``client`` the current greenlet's connection, marked to end gently?"""
+    wait = getattr(_connection, "wait", None)
+    return wait is not None and wait.ending and wait.client is client
 
 
 def bytes_waiting(client: Any) -> bool:

@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _gunicorn
-from .request_wait import next_request_waiting
+from .request_wait import mark_ending, next_request_waiting
 
 _page: Any = None
 _index = 0
@@ -53,6 +53,7 @@ def _before_headers(response: Any) -> None:
     if not cap or page.held(_index) <= cap or not _may_close(response):
         return
     _gunicorn.response_force_close(response)
+    mark_ending()  # and the close is a lingering one: no reset for a late request
     page.count_shed(_index)
 
 

@@ -48,6 +48,7 @@ from . import (
     coalesce,
     date_cache,
     environ_lookup,
+    lingering_close,
     logger_lookup,
     loop_turn,
     peer_trust,
@@ -170,6 +171,7 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
             # steering by it would send this worker nothing
             self._publish_held(0)
             shedding.install(plan.progress, plan.progress_index)
+            lingering_close.install()
         if plan is not None and plan.rescue is not None:
             # runs from the loop's first turn, when the servers exist
             self._inbox = Inbox(os.dup(plan.rescue.fileno()), slot_server.servers,

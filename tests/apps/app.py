@@ -1,4 +1,5 @@
-"""Test WSGI app: names the serving worker, can sleep, crash or report is_child()."""
+"""Test WSGI app: names the serving worker, can sleep, crash, stream or report
+is_child()."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         time.sleep(float(environ.get("QUERY_STRING") or 0.1))
     if path == "/crash":
         os._exit(1)
+    if path == "/stream":  # headers first, then 5 chunks 50 ms apart (chunked)
+        return _stream(start_response, int(environ.get("QUERY_STRING") or 100))
     if path == "/is_child":
         body = str(gunicorn_prefork.is_child()).encode()
     else:
@@ -24,6 +27,16 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
                               ("Content-Length", str(len(body))),
                               ("X-Worker-Pid", str(os.getpid()))])
     return [body]
+
+
+def _stream(start_response: Callable[..., Any], size: int) -> Iterable[bytes]:
+    """``/stream?SIZE``: 5 chunks of SIZE bytes."""
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("X-Worker-Pid", str(os.getpid()))])
+    yield b""
+    for _ in range(5):
+        time.sleep(0.05)  # cooperative in the gevent worker
+        yield b"x" * size
 
 
 def blocking_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

@@ -250,3 +250,79 @@ def test_shedding_answers_every_pipelined_request(tmp_path: Path) -> None:
         log = server.log()
     assert missing == 0, (missing, log)
     assert ended > 0 or "keep-alive rebalancing:" in log, "nothing was shed: no test"
+
+
+def _chunked_body(conn: socket.socket, data: bytes) -> bytes:
+    """The rest of a chunked body after its headers (``data``: what came with them),
+    read until the last chunk or EOF; raises ConnectionResetError on a reset."""
+    while not data.endswith(b"0\r\n\r\n"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_shedding_a_streamed_response_resets_no_client(tmp_path: Path) -> None:
+    """Issue 28: a client reads a shed response's headers (``Connection: close``) and
+    writes its next request at once, while the body still streams. The worker ends
+    the connection after the body; closing with that request unread made the kernel
+    reset it, and the client lost the end of the body. It now closes gently (the end
+    of the stream, then what the client sent is dropped): no reset."""
+    port = free_port()
+    config = (PREFORK + f'bind = "127.0.0.1:{port}"\nworkers = 2\nloglevel = "info"\n'
+              "prefork_recover_threshold = 0\nprefork_load_aware = True\n")
+    resets, shed, complete, total = 0, 0, 0, 0
+    with running(tmp_path, config=config) as server:
+        server.wait_serving(port, 2)
+        for _ in range(3):
+            opened = []
+            for _ in range(32):
+                conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+                pid, closing = _answer(conn)
+                if closing:
+                    conn.close()
+                else:
+                    opened.append((conn, pid))
+            busiest = Counter(pid for _, pid in opened).most_common(1)[0][0]
+            kept = [conn for conn, pid in opened if pid == busiest]
+            for conn, pid in opened:
+                if pid != busiest:
+                    conn.close()
+            time.sleep(1.5)  # the master's next look writes the cap
+            for conn in kept:
+                # 1 MB: the end of it is still in the worker's send buffer when the
+                # worker closes (a reset throws that away)
+                conn.sendall(b"GET /stream?200000 HTTP/1.1\r\nHost: t\r\n\r\n")
+            total += len(kept)
+            rests: list[tuple[bytes, bool] | None] = []
+            for conn in kept:  # the headers; a client that sends on at once
+                try:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        data += conn.recv(65536)
+                    head, _, rest = data.partition(b"\r\n\r\n")
+                    closing = b"connection: close" in head.lower()
+                    if closing:
+                        shed += 1
+                        conn.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                    rests.append((rest, closing))
+                except ConnectionResetError:
+                    rests.append(None)
+            time.sleep(1)  # the bodies end and the worker closes before they are read
+            for conn, got in zip(kept, rests):
+                try:
+                    if got is None:
+                        raise ConnectionResetError
+                    rest, closing = got
+                    body = _chunked_body(conn, rest)
+                    # a shed connection then ends cleanly (EOF, not a reset)
+                    complete += body.endswith(b"0\r\n\r\n") and (
+                        not closing or not conn.recv(65536))
+                except ConnectionResetError:
+                    resets += 1
+                finally:
+                    conn.close()
+    assert resets == 0, (resets, shed)
+    assert shed > 0, "nothing was shed: no test"
+    assert complete == total, (complete, total)  # every body read to its end
