@@ -198,8 +198,11 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
         self._publish_held(-1)
 
     def _publish_held(self, change: int) -> None:
+        """Write what this worker holds into its slot's word of the page; not once it
+        hands the slot over (``max_requests``): its successor writes the slot's load
+        then, and what the leaving worker still holds is not the successor's pool."""
         self._held += change
-        if self._progress is not None:
+        if self._progress is not None and not self._handing_over:
             self._progress.set_held(self._progress_index, self._held)
 
     def _answer_probe(self) -> None:

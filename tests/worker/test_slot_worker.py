@@ -134,3 +134,24 @@ def test_init_signals_without_an_early_stop_leaves_the_worker_serving() -> None:
         return f"alive={worker.alive} said={_announced(worker)}"
 
     assert in_forked_child(child) == "alive=True said=False"
+
+
+def test_a_leaving_worker_no_longer_writes_its_slots_load(calls: Calls) -> None:
+    """The slot's held count is its successor's once the worker hands over: the
+    leaving worker's connections closing must not overwrite it."""
+    from gunicorn_prefork.fork.progress import ProgressPage
+
+    page = ProgressPage(8)
+    index = page.index_for("slot")
+    assert index is not None
+    worker = _worker(calls, nr=MAX_REQUESTS - 1)
+    worker._progress, worker._progress_index = page, index
+    for _ in range(3):
+        worker._took_one()
+    assert page.held(index) == 3
+    worker.nr = MAX_REQUESTS
+    worker.alive = False  # hands over
+    page.set_held(index, 5)  # its successor's load
+    worker._released_one()
+    worker._released_one()
+    assert page.held(index) == 5
