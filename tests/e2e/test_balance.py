@@ -219,6 +219,26 @@ def _responses(conn: socket.socket, wanted: int) -> tuple[int, bool]:
     return got, closing
 
 
+def _busiest_workers_connections(port: int) -> list[socket.socket]:
+    """32 keep-alive connections, each answered once; only those of the worker that
+    got the most are kept (over its share: the master caps it). Returns once the
+    master's next look has written the cap."""
+    opened = []
+    for _ in range(32):
+        conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+        pid, closing = _answer(conn)  # (a cap from the last round may end it)
+        if closing:
+            conn.close()
+        else:
+            opened.append((conn, pid))
+    busiest = Counter(pid for _, pid in opened).most_common(1)[0][0]
+    for conn, pid in opened:
+        if pid != busiest:
+            conn.close()
+    time.sleep(1.5)  # the master's next look writes the cap
+    return [conn for conn, pid in opened if pid == busiest]
+
+
 def test_shedding_answers_every_pipelined_request(tmp_path: Path) -> None:
     """Issue 28: the busiest worker's connections (over its cap), each sent three GETs
     in one write. Those after the first sit in Gunicorn's read buffer, not in the
@@ -231,20 +251,7 @@ def test_shedding_answers_every_pipelined_request(tmp_path: Path) -> None:
     with running(tmp_path, config=config) as server:
         server.wait_serving(port, 2)
         for _ in range(3):
-            opened = []
-            for _ in range(32):
-                conn = socket.create_connection(("127.0.0.1", port), timeout=10)
-                pid, closing = _answer(conn)  # (a cap from the last round may end it)
-                if closing:
-                    conn.close()
-                else:
-                    opened.append((conn, pid))
-            busiest = Counter(pid for _, pid in opened).most_common(1)[0][0]
-            kept = [conn for conn, pid in opened if pid == busiest]
-            for conn, pid in opened:
-                if pid != busiest:
-                    conn.close()
-            time.sleep(1.5)  # the master's next look writes the cap
+            kept = _busiest_workers_connections(port)
             for conn in kept:
                 conn.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n" * 3)
             for conn in kept:
@@ -281,20 +288,7 @@ def test_shedding_a_streamed_response_resets_no_client(tmp_path: Path) -> None:
     with running(tmp_path, config=config) as server:
         server.wait_serving(port, 2)
         for _ in range(3):
-            opened = []
-            for _ in range(32):
-                conn = socket.create_connection(("127.0.0.1", port), timeout=10)
-                pid, closing = _answer(conn)
-                if closing:
-                    conn.close()
-                else:
-                    opened.append((conn, pid))
-            busiest = Counter(pid for _, pid in opened).most_common(1)[0][0]
-            kept = [conn for conn, pid in opened if pid == busiest]
-            for conn, pid in opened:
-                if pid != busiest:
-                    conn.close()
-            time.sleep(1.5)  # the master's next look writes the cap
+            kept = _busiest_workers_connections(port)
             for conn in kept:
                 # 1 MB: the end of it is still in the worker's send buffer when the
                 # worker closes (a reset throws that away)
