@@ -27,8 +27,10 @@ from typing import Any
 
 from .. import _gunicorn
 from ..errors import SettingError
+from . import status_bind as status_bind_mod
 from . import suggest
 from .logger import LoggerLike, import_path, resolve_logger
+from .status_bind import StatusAddress
 
 ENV_PREFIX = "GUNICORN_PREFORK_"
 
@@ -50,6 +52,7 @@ class PreforkSettings:
     logger: LoggerLike | None = None
     on_ready: Callable[..., object] | None = None
     on_recover: Callable[..., object] | None = None
+    status_bind: StatusAddress | None = None
 
 
 def _parse_bool(value: object) -> bool:
@@ -161,6 +164,10 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("prefork_on_recover", _hook("server", "old_worker", "new_worker"),
           "Called as on_recover(server, old_worker, new_worker) after a crashed worker "
           "was replaced."),
+    _Spec("prefork_status_bind", status_bind_mod.parse,
+          "HOST:PORT where the master answers GET /metrics (Prometheus), /ready, "
+          "/live and HAProxy's agent-check (agent-send \"agent\\n\"); None = off. "
+          "Must not be an application bind. See docs/scaling-out.md."),
 )
 
 _MISSING = object()
@@ -215,7 +222,21 @@ def load(cfg: Any, environ: Mapping[str, str] | None = None) -> PreforkSettings:
         except (ValueError, TypeError) as exc:
             raise SettingError(spec.name, raw, str(exc), source) from None
     values.setdefault("recover_threshold", default_recover_threshold(int(cfg.workers)))
+    _check_status_bind(values.get("status_bind"), cfg, namespace, environ)
     return PreforkSettings(**values)
+
+
+def _check_status_bind(status: StatusAddress | None, cfg: Any,
+                       namespace: Mapping[str, object], environ: Mapping[str, str]) -> None:
+    """The status endpoint must not listen on an application address."""
+    if status is None:
+        return
+    taken = status_bind_mod.clash(status, getattr(cfg, "address", None) or ())
+    if taken is not None:
+        spec = next(spec for spec in SPECS if spec.name == "prefork_status_bind")
+        raw, source = _raw_value(spec, cfg, namespace, environ)
+        raise SettingError(spec.name, raw, f"the application listens on {taken}: "
+                           "give the status endpoint a port of its own", source)
 
 
 def unknown_names(cfg: Any, environ: Mapping[str, str] | None = None

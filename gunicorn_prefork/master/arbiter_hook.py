@@ -22,8 +22,10 @@ on the Config object (a HUP throws that away). What is wrapped (through
                            after; steer; fire ``prefork_on_ready``
 ``os.waitpid`` as seen     classify each reaped worker's exit status (Gunicorn's
   by ``gunicorn.arbiter``  ``child_exit`` hook is not given it)
-``Arbiter.stop``           once the workers are gone: the stall watch stops and its
-                           summary is logged (before "Shutting down: Master")
+``Arbiter.stop``           first: the status endpoint answers 503; once the
+                           workers are gone: the stall watch stops and its
+                           summary is logged (before "Shutting down: Master"),
+                           the status endpoint closes
 fork                       :mod:`gunicorn_prefork.master.at_fork` (the child's plan,
                            and what the master's objects close in a child)
 =========================  =====================================================
@@ -69,6 +71,8 @@ def _start(original: Callable[..., Any]) -> Callable[..., Any]:
             master.warn_at_start()
             with _gunicorn.listening_once(self.log):
                 result = original(self)
+            if master.status is not None:
+                master.status.start(self.log)
             if not master.reuseport:  # after Gunicorn's own start-up lines
                 master.log.info("prefork_reuseport is off: serving Gunicorn's shared socket")
             return result
@@ -131,7 +135,14 @@ def _manage_workers(original: Callable[..., Any]) -> Callable[..., Any]:
     def manage_workers(self: Any) -> Any:
         master = _ours(self)
         if master is not None:
-            master.halt_if_over_threshold()
+            if master.status is not None:
+                master.status.loop_turned()
+            try:
+                master.halt_if_over_threshold()
+            except BaseException:
+                if master.status is not None:  # halting: 503 before the stop
+                    master.status.begin_halt()
+                raise
             master.start_handovers()
             master.settle_drained()
             master.drain_surplus()
@@ -147,11 +158,15 @@ def _manage_workers(original: Callable[..., Any]) -> Callable[..., Any]:
 def _stop(original: Callable[..., Any]) -> Callable[..., Any]:
     def stop(self: Any, graceful: bool = True) -> Any:
         master = _ours(self)
+        if master is not None and master.status is not None:  # 503 before the
+            master.status.begin_stop(master.server.shares_slots())  # listeners close
         try:
             return original(self, graceful)
         finally:
             if master is not None:  # the workers are gone: the watch's summary now,
                 master.steering.stop()  # before Gunicorn's "Shutting down: Master"
+                if master.status is not None:
+                    master.status.close()
     return stop
 
 

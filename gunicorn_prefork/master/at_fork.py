@@ -12,7 +12,7 @@ child must not keep registers here (:func:`register`) when it is made; one
   early stop signals kept), then :meth:`ForkAware.close_in_child` of each object.
 
 The parent resumes what it paused itself, from its main loop
-(:func:`~gunicorn_prefork.master.watch_thread.resume_after_fork`), not from an
+(:func:`~gunicorn_prefork.master.master_thread.resume_after_fork`), not from an
 ``after_in_parent`` hook (Python 3.12+ counts the threads for its warning after
 those hooks ran).
 

@@ -1,9 +1,8 @@
 """The plugin in the master: one coordinator the Gunicorn wrappers call.
 
 :mod:`gunicorn_prefork.master.arbiter_hook` calls one :class:`Master` method per arbiter
-event; each delegates the decision to the module that owns it and does the I/O:
-
-The modules it delegates to are listed in :mod:`gunicorn_prefork.master`.
+event; each delegates the decision to the module that owns it (listed in
+:mod:`gunicorn_prefork.master`) and does the I/O.
 
 Invariants: the master halts only from its main loop (``manage_workers``), never
 from a signal handler or a hook; :meth:`Master.on_reaped` may run inside Gunicorn's
@@ -30,12 +29,14 @@ from ..config.reuseport import check_reuseport_possible
 from ..config.settings import PreforkSettings
 from ..errors import OverRecoveryError, PreforkError
 from ..fork import child_plan
-from . import handover, retiring, watch_thread
+from . import handover, master_thread, retiring
 from .boot_watch import BootWatch
+from .counting import Counts
 from .recovery import Crash, ExitKind, Recovery, Replacement, classify, describe_status
 from .retiring import DRAIN_SECONDS
 from .slot_states import SlotStates
 from .slot_table import Slot, SlotTable
+from .status import StatusEndpoint
 from .steering import Steering
 
 #: Signals with which the master tells a worker to go (stop, reload, TTOU, timeout).
@@ -63,14 +64,19 @@ class Master:
         self.recovery = Recovery(self.settings.recover_threshold,
                                  self.settings.recover_window)
         self.ready = False
+        self.counts = self._metric = Counts(self.server)
         self.steering = Steering(self.server, self.states, self.boot,
                                  self.settings.stall_threshold, self.log, self._metric)
         self.steering.set_load_aware(self.settings.load_aware)
+        self.status: StatusEndpoint | None = None
 
     # -- configuration -------------------------------------------------------------
 
     def prepare_start(self) -> None:
-        """Before Gunicorn's ``start()``: refuse impossible set-ups, own the sockets."""
+        """Before Gunicorn's ``start()``: refuse impossible set-ups, own the sockets,
+        bind the status endpoint."""
+        if self.settings.status_bind is not None:
+            self.status = StatusEndpoint(self, self.settings.status_bind)
         if not self.reuseport:
             return
         check_reuseport_possible(self.server.cfg.address)
@@ -191,7 +197,7 @@ class Master:
         finally:
             child_plan.disarm()
             self.server.listeners = shared
-            watch_thread.resume_after_fork()  # the fork stopped the stall watch
+            master_thread.resume_after_fork()  # the fork stopped the master's threads
         if not isinstance(pid, int):
             return pid
         worker = self.server.workers().get(pid)
@@ -223,7 +229,8 @@ class Master:
 
     def start_handovers(self) -> None:
         """From the main loop: fork successors for workers leaving on their own."""
-        handover.start(self.server, self.states, self.log)
+        self._metric("gunicorn.prefork.recycles",
+                     handover.start(self.server, self.states, self.log))
 
     def swallows_kill(self, pid: int, sig: int) -> bool:
         """Gunicorn's SIGTERM for a worker that leaves on its own is not sent."""
@@ -338,9 +345,3 @@ class Master:
             hook(*args)
         except Exception as exc:  # a user's hook must not take the master down
             self.log.error("%s raised %s: %s", name, type(exc).__name__, exc)
-
-    def _metric(self, name: str, count: int = 1) -> None:
-        """Count ``name`` on statsd when Gunicorn's statsd logger is active."""
-        increment = getattr(self.server.log, "increment", None)
-        if callable(increment):
-            increment(name, count)

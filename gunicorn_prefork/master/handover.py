@@ -36,9 +36,10 @@ from ..fork import leaving
 from .slot_states import SlotStates
 
 
-def start(server: _gunicorn.ArbiterView, states: SlotStates, log: Any) -> None:
+def start(server: _gunicorn.ArbiterView, states: SlotStates, log: Any) -> int:
     """Fork a successor for every worker that announced it leaves on its own and is
-    first in line on its slot."""
+    first in line on its slot; returns how many workers began to leave."""
+    began = 0
     workers = server.workers()
     states.prune(workers)
     for pid, worker in workers.items():
@@ -47,6 +48,7 @@ def start(server: _gunicorn.ArbiterView, states: SlotStates, log: Any) -> None:
         slot = states.hands_over(pid)
         if slot is None:
             continue
+        began += 1
         _gunicorn.make_oldest(worker, workers)
         if states.waits_for_predecessor(pid):
             log.debug("worker %s leaves on its own while its predecessor on slot %d "
@@ -60,6 +62,7 @@ def start(server: _gunicorn.ArbiterView, states: SlotStates, log: Any) -> None:
            and len(states.counted(server.workers())) < server.num_workers):
         if server.spawn_worker() is None:
             break
+    return began
 
 
 def swallows_kill(states: SlotStates, pid: int, sig: int) -> bool:

@@ -33,7 +33,7 @@ from typing import Any
 from .. import _gunicorn
 from ..fork import progress
 from ..fork.progress import ProgressPage
-from . import stall_watch, steering_program, watch_thread
+from . import master_thread, stall_watch, steering_program
 from .boot_watch import BootWatch
 from .overlap import Overlap
 from .rebalancing import Rebalancing
@@ -209,7 +209,7 @@ class Steering:
         """New connections only to serving slots; plain hashing when all (or none) serve."""
         if not table.slots:
             return
-        watch_thread.resume_after_fork()  # a fork other than a worker's (USR2)
+        master_thread.resume_after_fork()  # a fork other than a worker's (USR2)
         if self._overlap():
             self.watch(self._running)
         with self.lock:

@@ -1,4 +1,4 @@
-"""Test WSGI app: names the serving worker, can sleep, crash, stream or report
+"""Test WSGI app: names the serving worker, can sleep, spin (CPU-bound), crash, stream or report
 is_child()."""
 
 from __future__ import annotations
@@ -17,6 +17,10 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         time.sleep(float(environ.get("QUERY_STRING") or 0.1))
     if path == "/crash":
         os._exit(1)
+    if path == "/spin":  # CPU-bound: the worker's event loop cannot run meanwhile
+        end = time.monotonic() + float(environ.get("QUERY_STRING") or 1)
+        while time.monotonic() < end:
+            pass
     if path == "/stream":  # headers first, then 5 chunks 50 ms apart (chunked)
         return _stream(start_response, int(environ.get("QUERY_STRING") or 100))
     if path == "/is_child":

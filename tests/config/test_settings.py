@@ -151,3 +151,16 @@ def test_a_reload_names_what_it_changed(config_module: types.ModuleType) -> None
     new = settings.load(_cfg(workers=4), environ={})
     assert settings.changes(old, new) == ["prefork_stall_threshold 0.01 -> 0.05"]
     assert settings.changes(new, new) == []
+
+
+def test_the_status_bind_is_read_and_may_not_be_an_application_address(
+        config_module: types.ModuleType) -> None:
+    loaded = settings.load(_cfg(), environ={"GUNICORN_PREFORK_STATUS_BIND": "127.0.0.1:9101"})
+    assert str(loaded.status_bind) == "127.0.0.1:9101"
+    config_module.prefork_status_bind = "127.0.0.1:8000"
+    with pytest.raises(SettingError) as caught:
+        settings.load(_cfg(bind=["0.0.0.0:8000"]), environ={})
+    assert str(caught.value) == (
+        "invalid prefork_status_bind = '127.0.0.1:8000' (from the configuration file): "
+        "the application listens on 0.0.0.0:8000: give the status endpoint a port of "
+        "its own")
