@@ -36,6 +36,9 @@ class StatusAddress:
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
+    def __repr__(self) -> str:  # as written in a configuration ("changed on reload")
+        return repr(str(self))
+
 
 def parse(value: object) -> StatusAddress | None:
     """``"HOST:PORT"`` (None or ``""``: off); raises ValueError with what was expected."""

@@ -15,11 +15,17 @@
 :mod:`.steering_report`   what the steering saw, told to operators (logs, statsd, exit)
 :mod:`.stall_watch`       which slots hold queued connections their worker does not take
 :mod:`.worker_cpu`        a worker's CPU time and state (waiting for a CPU is no stall)
+:mod:`.master_thread`     a thread of the master's: signals blocked, paused at forks
 :mod:`.watch_thread`      when the stall watch looks: a thread of its own
 :mod:`.at_fork`           what is paused around a fork and closed in a child, in one place
 :mod:`.rescue`            moving connections queued on stalled slots to live workers
 :mod:`.rebalancing`       keep-alive rebalancing caps (``prefork_load_aware``)
 :mod:`.balance_report`    the exit summary's line on how evenly slots took connections
+:mod:`.counting`          what the master counts: kept for ``/metrics``, sent to statsd
+:mod:`.status`            the status endpoint's life in the master, and its snapshot
+:mod:`.status_view`       ``/ready``, ``/live`` and the agent's answer (pure policy)
+:mod:`.status_metrics`    ``/metrics`` in Prometheus' text format
+:mod:`.status_server`     the status endpoint's socket and thread (bounded HTTP, agent)
 ========================  =============================================================
 
 Nothing here imports :mod:`gunicorn_prefork.worker`; what both sides share is in

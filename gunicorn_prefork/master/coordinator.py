@@ -112,6 +112,9 @@ class Master:
             self.log.warning("prefork_reuseport changed to %s: this takes effect on a "
                              "restart (USR2 or stop/start); keeping %s",
                              new.reuseport, self.reuseport)
+        if new.status_bind != self.settings.status_bind:
+            self.log.warning("prefork_status_bind changed to %r: this takes effect on a "
+                             "restart (USR2 or stop/start)", new.status_bind)
         changed = settings_mod.changes(self.settings, new)
         self.settings = new
         self.log = PluginLog(new.logger or self.server.log)

@@ -9,7 +9,8 @@
 * :func:`liveness` (``GET /live``): Gunicorn's loop turned recently (or the master
   is stopping, which it does outside that loop);
 * :func:`agent_reply` (HAProxy's agent-check): ``up N%`` with ``N`` the free room in
-  workers (100 per idle worker), ``drain`` while stopping, ``down #reason``.
+  workers (100 per idle worker, at least :data:`AGENT_FLOOR`), ``drain`` while
+  stopping, ``down #reason``.
 
 Invariants: no I/O, no clock (``loop_age`` is given), the same view always gives the
 same answers; every reason is one line without secrets (numbers and states only).
@@ -18,6 +19,10 @@ same answers; every reason is one line without secrets (numbers and states only)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+#: The least ``up`` percentage: HAProxy rounds the weight down, and a ready server
+#: must keep a weight of at least 1 (with a configured ``weight`` of 10 or more).
+AGENT_FLOOR = 10
 
 #: Gunicorn's loop turns at least once a second; a loop that has not turned for this
 #: long is not alive (a hook or a call blocked the master).
@@ -144,5 +149,5 @@ def agent_reply(view: ServerView) -> str:
     ready, reason = readiness(view)
     if not ready:
         return f"down #{reason}\n"
-    percent = max(1, round(100 * free_workers(view)))
+    percent = max(AGENT_FLOOR, round(100 * free_workers(view)))
     return f"up {percent}%\n"

@@ -79,6 +79,7 @@ def test_print_config_lists_every_setting_with_its_value(tmp_path: Path) -> None
         "prefork_recover_window": "10.0",
         "prefork_reuseport": "True",
         "prefork_stall_threshold": "0.01",
+        "prefork_status_bind": "None",
     }
 
 

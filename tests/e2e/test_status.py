@@ -105,9 +105,10 @@ def test_ready_flips_within_a_second_both_ways(tmp_path: Path, how: str) -> None
         if how == "sigstop":
             for pid in workers:
                 os.kill(pid, signal.SIGSTOP)
-        else:  # one each (a second one queued on a busy worker is moved to the other)
-            _send(port, f"/spin?{spin}", 2)
-            time.sleep(0.2)
+        else:  # one each: the second, queued on the spinning worker, is moved to the
+            for _ in range(2):  # other (sent at once, one worker could take both)
+                _send(port, f"/spin?{spin}", 1)
+                time.sleep(0.3)
         _send(port, "/", 8)  # traffic, as a balancer's would be
         try:
             _until_ready(status, False, within=1.0)

@@ -75,7 +75,7 @@ def test_the_agent_weight_is_the_free_room_in_workers() -> None:
     half = SlotView(number=3, booted=True, serving=True, held=500)
     assert agent_reply(_view(*idle, half)) == "up 350%\n"
     nearly_full = SlotView(number=0, booted=True, serving=True, held=999)
-    assert agent_reply(_view(nearly_full)) == "up 1%\n"
+    assert agent_reply(_view(nearly_full)) == "up 10%\n"  # a weight of 1 of 10, not 0
 
 
 def test_the_shared_socket_goes_by_booted_workers() -> None:
