@@ -22,10 +22,11 @@ from pathlib import Path
 from .results import argument_parser, md_header, md_row
 from .servers import APPS_DIR, Server, free_port, gunicorn_command
 
-#: (label, worker class, environment): ours with and without prefork_load_aware, stock
+#: (label, worker class, environment): ours (defaults: load-aware) and with the
+#: kernel's hash alone (prefork_load_aware off, the default before issue 28), stock
 VARIANTS = (("prefork", "gunicorn_prefork.Worker", {}),
-            ("prefork load-aware", "gunicorn_prefork.Worker",
-             {"GUNICORN_PREFORK_LOAD_AWARE": "1"}),
+            ("prefork hash only", "gunicorn_prefork.Worker",
+             {"GUNICORN_PREFORK_LOAD_AWARE": "0"}),
             ("-k gevent", "gevent", {}))
 HEADER = "x-worker-pid:"
 

@@ -206,22 +206,31 @@ def _granian(args: argparse.Namespace, workload: Workload, port: int) -> list[st
 #: the json workload's request
 JSON_PATH = "/items?page=3"
 
-def _batch_variant(batch: int) -> Variant:
-    """Ours with the worker's accept batch set to ``batch`` (a ``post_worker_init``
-    hook in a config file; see ``benchmarks.short``)."""
+def _config_variant(name: str, label: str, config_text: str) -> Variant:
+    """Ours with ``config_text`` as its config file (settings, hooks)."""
     def command(args: argparse.Namespace, workload: Workload, port: int) -> list[str]:
-        config = RESULTS_DIR / f"accept-batch-{batch}.conf.py"
+        config = RESULTS_DIR / f"{name}.conf.py"
         config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text(batch_config(batch))
+        config.write_text(config_text)
         parser = ("--http-parser", args.http_parser) if args.http_parser else ()
         return gunicorn_command(PREFORK, args.workers, port, f"seed_apps:{workload.app}",
                                 "--log-level", "info", "--graceful-timeout", "5", *parser,
                                 config=config)
-    return Variant(f"prefork-b{batch}", f"gunicorn_prefork.Worker batch={batch}", command)
+    return Variant(name, label, command)
+
+
+def _batch_variant(batch: int) -> Variant:
+    """Ours with the worker's accept batch set to ``batch`` (a ``post_worker_init``
+    hook in a config file; see ``benchmarks.short``)."""
+    return _config_variant(f"prefork-b{batch}", f"gunicorn_prefork.Worker batch={batch}",
+                           batch_config(batch))
 
 
 VARIANTS = (
     Variant("prefork", "gunicorn_prefork.Worker", _gunicorn(PREFORK)),
+    # the kernel's hash alone: the default before issue 28
+    _config_variant("prefork-hash", "gunicorn_prefork.Worker prefork_load_aware=False",
+                    "prefork_load_aware = False\n"),
     Variant("gevent", "-k gevent (shared socket)", _gunicorn(GEVENT)),
     Variant("reuseport", "-k gevent --reuse-port", _gunicorn(REUSEPORT)),
     Variant("granian", "granian --interface wsgi", _granian),

@@ -12,8 +12,9 @@ workers". For each variant in turn (the order rotates each repeat), a fresh serv
 
 Variants:
 
-- ``prefork``: ours, defaults;
-- ``prefork load-aware``: ours with ``prefork_load_aware`` (``GUNICORN_PREFORK_LOAD_AWARE=1``);
+- ``prefork``: ours, defaults (load-aware since issue 28);
+- ``prefork hash only``: ours with ``prefork_load_aware`` off (``GUNICORN_PREFORK_LOAD_AWARE=0``,
+  the default before issue 28);
 - ``prefork batch=N``: ours, the worker accepting at most N connections per wake-up
   (``--accept-batches``; set by a ``post_worker_init`` hook in the run's config, no
   setting of the package);
@@ -77,8 +78,8 @@ class Run:
 
 def variants(batches: Sequence[int]) -> list[Variant]:
     found = [Variant("prefork", PREFORK),
-             Variant("prefork load-aware", PREFORK,
-                     env=(("GUNICORN_PREFORK_LOAD_AWARE", "1"),))]
+             Variant("prefork hash only", PREFORK,
+                     env=(("GUNICORN_PREFORK_LOAD_AWARE", "0"),))]
     found += [Variant(f"prefork batch={batch}", PREFORK, batch_config(batch))
               for batch in batches]
     return [*found, Variant("gevent", GEVENT)]

@@ -48,7 +48,7 @@ class PreforkSettings:
     recover_interval: float = 0.0
     count_timeouts: bool = False
     stall_threshold: float = 0.01
-    load_aware: bool = False
+    load_aware: bool = True
     logger: LoggerLike | None = None
     on_ready: Callable[..., object] | None = None
     on_recover: Callable[..., object] | None = None
@@ -151,11 +151,12 @@ SPECS: tuple[_Spec, ...] = (
           "the worker waits for a CPU does not count (up to 10 thresholds); "
           "0 = off."),
     _Spec("prefork_load_aware", _parse_bool,
-          "Experimental (issue 16): new connections go to the workers holding the "
-          "fewest connections, and a worker holding 3 or more more than the least "
-          "loaded one ends the keep-alive connections it holds above the mean after "
-          "their response (Connection: close; at most 16 a second), so their clients "
-          "reconnect where there is room."),
+          "New connections go to the workers with the most room (each allowed worker "
+          "gets a share in proportion to how far it is below the busiest), and a "
+          "worker holding 3 or more connections more than the least loaded one ends "
+          "the keep-alive connections it holds above the mean, each after a complete "
+          "response (Connection: close; at most 16 a look), so their clients "
+          "reconnect where there is room. False = the kernel's hash alone."),
     _Spec("prefork_logger", _parse_logger,
           "Logger for the plugin's messages: an object with debug/info/warning/error "
           "or a dotted import path; None = Gunicorn's error log."),

@@ -112,19 +112,36 @@ MIN_GAP = 1
 GAP_OF_MEAN = 0.25
 
 
+#: Most entries of a weighted table (the program is one comparison per entry, run
+#: for every new connection).
+MAX_ENTRIES = 64
+
+
 def weighted(allowed: Sequence[int], held: Mapping[int, int]) -> tuple[int, ...]:
-    """Of ``allowed``, the slots holding the fewest connections (Envoy's exact
-    balance: a new connection goes where the fewest are); ``allowed`` itself while
-    the slots hold about the same (see :data:`MIN_GAP`, :data:`GAP_OF_MEAN`)."""
+    """Of ``allowed``, a table giving each slot a share of new connections in
+    proportion to how far it is below the most loaded one (water filling: a burst
+    that arrives before the next look tops up every slot below the top, the least
+    loaded most, instead of all landing on the one that was least loaded at the look;
+    one connection at a time still goes to the least loaded, as the look after it
+    moves the top). ``allowed`` itself while the slots hold about the same (see
+    :data:`MIN_GAP`, :data:`GAP_OF_MEAN`). At most :data:`MAX_ENTRIES` entries (the
+    shares rounded, every slot below the top keeping at least one), reduced by
+    their greatest common divisor."""
     allowed = tuple(allowed)
     if len(allowed) < 2:
         return allowed
     loads = [held.get(index, 0) for index in allowed]
-    fewest = min(loads)
-    gap = max(loads) - fewest
+    most = max(loads)
+    gap = most - min(loads)
     if gap < MIN_GAP or gap < GAP_OF_MEAN * sum(loads) / len(loads):
         return allowed
-    return tuple(index for index, load in zip(allowed, loads) if load == fewest)
+    shares = [most - load for load in loads]
+    total = sum(shares)
+    if total > MAX_ENTRIES:
+        shares = [max(1, share * MAX_ENTRIES // total) if share else 0 for share in shares]
+    common = math.gcd(*shares)  # the shortest table with the same shares
+    shares = [share // common for share in shares]
+    return tuple(index for index, share in zip(allowed, shares) for _ in range(share))
 
 
 #: How many more connections than the slot holding the fewest a slot must hold
@@ -156,8 +173,13 @@ def caps(held: Mapping[int, int], takers: Collection[int]) -> dict[int, int]:
 
 
 def describe(table: Sequence[int]) -> str:
-    """A program's table for a log line."""
-    return ", ".join(str(index) for index in table)
+    """A program's table for a log line: each index, with its entries when it has
+    several (``"1, 2x3, 3x5"``)."""
+    counts: dict[int, int] = {}
+    for index in table:
+        counts[index] = counts.get(index, 0) + 1
+    return ", ".join(str(index) if count == 1 else f"{index}x{count}"
+                     for index, count in counts.items())
 
 
 @dataclass(frozen=True)

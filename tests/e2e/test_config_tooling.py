@@ -70,7 +70,7 @@ def test_print_config_lists_every_setting_with_its_value(tmp_path: Path) -> None
                  for line in printed.stdout.splitlines() if line.startswith("prefork_"))
     assert shown == {
         "prefork_count_timeouts": "True",
-        "prefork_load_aware": "False",
+        "prefork_load_aware": "True",
         "prefork_logger": "None",
         "prefork_on_ready": "None",
         "prefork_on_recover": "None",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.server import Gunicorn, free_port, request, running, wait_for
+from tests.tools import debian_tool
 
 PREFORK = 'worker_class = "gunicorn_prefork.Worker"\n'
 
@@ -63,13 +63,7 @@ SERVER = ("    server s{n} 127.0.0.1:{app} check port {status} inter 100ms fall 
 
 @pytest.fixture
 def haproxy() -> str:
-    path = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
-    if path is None:
-        message = "the haproxy command is not installed (apt-get install haproxy)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return debian_tool("haproxy", "haproxy")
 
 
 def _config(app: int, status: int, workers: int) -> str:

@@ -135,9 +135,30 @@ def test_slots_holding_about_the_same_are_not_weighed() -> None:
 
 
 def test_new_connections_go_to_the_slots_holding_the_fewest() -> None:
-    assert steering_program.weighted((0, 1, 2, 3), {0: 7, 1: 4, 2: 2, 3: 2}) == (2, 3)
+    # one below the top: each of those slots gets as many entries as it is below
     assert steering_program.weighted((0, 1, 2, 3), {0: 1}) == (1, 2, 3)
+    assert steering_program.weighted((0, 1, 2, 3), {0: 1, 1: 1, 2: 1}) == (3,)
     assert steering_program.describe((2, 3)) == "2, 3"
+
+
+def test_a_burst_between_two_looks_tops_up_every_slot_below_the_top() -> None:
+    """Weights, not a winner (issue 28): each slot's share is how far it is below
+    the most loaded one, so a burst fills the least loaded most and skips none."""
+    table = steering_program.weighted((0, 1, 2, 3), {0: 7, 1: 4, 2: 2, 3: 2})
+    assert sorted(table) == [1] * 3 + [2] * 5 + [3] * 5
+    assert steering_program.describe(table) == "1x3, 2x5, 3x5"
+    # 16 connections spread as the table says: every slot ends within 2 of the others
+    loads = {0: 7, 1: 4, 2: 2, 3: 2}
+    for arrival in range(16):
+        loads[table[arrival * 7919 % len(table)]] += 1
+    assert max(loads.values()) - min(loads.values()) <= 3
+    assert min(loads[1], loads[2], loads[3]) > 4  # none skipped
+
+
+def test_a_big_gap_is_scaled_to_a_short_table() -> None:
+    table = steering_program.weighted((0, 1, 2), {0: 1000, 1: 0, 2: 990})
+    assert len(table) <= steering_program.MAX_ENTRIES
+    assert table.count(2) == 1 and table.count(1) > 50 and 0 not in table
 
 
 def test_the_program_table_weighs_only_allowed_slots() -> None:
@@ -156,6 +177,16 @@ def test_the_steered_slots_take_every_new_connection(group: list[socket.socket])
     steering_program.attach(group[0], steering_program.weighted((0, 1, 2), {0: 9, 1: 0, 2: 9}))
     clients = _connect(port, 100)
     assert [_accepted(member) for member in group] == [0, 100, 0]
+    for client in clients:
+        client.close()
+
+
+def test_a_weighted_table_shares_a_burst_in_the_kernel(group: list[socket.socket]) -> None:
+    port = group[0].getsockname()[1]
+    steering_program.attach(group[0], steering_program.weighted((0, 1, 2), {0: 6, 1: 3, 2: 0}))
+    clients = _connect(port, 90)  # shares 0, 3 and 6 of 9
+    accepted = [_accepted(member) for member in group]
+    assert accepted[0] == 0 and accepted[1] > 10 and accepted[2] > accepted[1]
     for client in clients:
         client.close()
 
