@@ -259,17 +259,32 @@ class Steering:
         group = self.group
         if group is None:
             return None
-        held = self._held(group) if self._watching and self._load_aware else {}
-        table = group.table(self.stalls.stalled, held)
+        weigh = self._watching and self._load_aware
+        queued = self._queued(group) if weigh else {}
+        held = self._held(group, queued) if weigh else {}
+        table = group.table(self.stalls.stalled, held,
+                            self._shedding(group) if self._load_aware else (), queued)
         return table if self.program.apply(group.attach_via, table) else None
 
-    def _held(self, group: steering_program.Group) -> dict[int, int]:
+    def _queued(self, group: steering_program.Group) -> dict[int, int]:
+        """Connections queued on each booted slot now (by group index)."""
+        return {index: watched.slot.queued() for index, watched in enumerate(group.watched)
+                if watched.progress is not None}
+
+    def _held(self, group: steering_program.Group,
+              queued: dict[int, int]) -> dict[int, int]:
         """Connections on each booted slot now (by group index): those its worker's
         handlers hold, and those queued for it (the look was woken by a connection
         arriving, which its worker may not have taken yet)."""
-        return {index: self.progress.held(watched.progress) + watched.slot.queued()
+        return {index: self.progress.held(watched.progress) + queued.get(index, 0)
                 for index, watched in enumerate(group.watched)
                 if watched.progress is not None}
+
+    def _shedding(self, group: steering_program.Group) -> set[int]:
+        """Slots (by group index) whose worker has a cap now (it ends keep-alive
+        connections above it)."""
+        return {index for index, watched in enumerate(group.watched)
+                if watched.progress is not None and self.progress.cap(watched.progress)}
 
     def _on_tick(self, quiet_until: float | None) -> bool:
         """A tick of the watch thread (under :attr:`lock`): look at the slots,

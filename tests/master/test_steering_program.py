@@ -215,3 +215,12 @@ def test_only_slots_that_take_connections_share_and_shed() -> None:
     assert steering_program.caps({0: 9, 1: 3, 2: 3, 3: 0}, {0, 1, 2}) == \
         {0: 5, 1: 0, 2: 0, 3: 0}
     assert steering_program.caps({0: 9, 1: 0}, {0}) == {0: 0, 1: 0}
+
+
+def test_a_shedding_slot_gets_no_new_connection_while_another_may() -> None:
+    """A client a slot ended (over its cap) must not come back to it at once: the
+    shedding made it the least loaded, and it would be ended again."""
+    group = _group(3, serving={0, 1, 2}, booted={0, 1, 2})
+    assert group.table((), {0: 10, 1: 16, 2: 17}, shedding={2}) == (0,)
+    assert group.table((), {0: 5, 1: 5, 2: 5}, shedding={2}) == (0, 1)
+    assert group.table((), {0: 5, 1: 5, 2: 5}, shedding={0, 1, 2}) == ()  # none other
