@@ -42,6 +42,7 @@ from .slot_states import SlotStates
 from .slot_table import Slot, SlotTable
 from .stall_watch import StallWatch
 from .steering_report import SteeringReport
+from .turnover import Turnover
 from .watch_thread import WatchThread
 from .worker_cpu import WorkerCpu
 
@@ -80,6 +81,7 @@ class Steering:
             getattr(self.server.cfg, "worker_connections", None),
             self.progress.held_by(slot), self.rescue.unread(slot))
         self.rebalancing = Rebalancing(self.progress)
+        self.turnover = Turnover()
         self.reporter = SteeringReport(self, metric)
         self.group: steering_program.Group | None = None
         #: held by a tick of the watch and by the main loop while it changes the group
@@ -259,12 +261,20 @@ class Steering:
         group = self.group
         if group is None:
             return None
-        weigh = self._watching and self._load_aware
+        weigh = self._watching and self._load_aware and not self._short(group)
         queued = self._queued(group) if weigh else {}
         held = self._held(group, queued) if weigh else {}
         table = group.table(self.stalls.stalled, held,
-                            self._shedding(group) if self._load_aware else (), queued)
+                            self._shedding(group) if weigh else (), queued)
         return table if self.program.apply(group.attach_via, table) else None
+
+    def _short(self, group: steering_program.Group) -> bool:
+        """Do connections come and go too fast to weigh slots by them (:mod:`.turnover`)?"""
+        indices = [watched.progress for watched in group.watched
+                   if watched.progress is not None]
+        return self.turnover.update(time.monotonic(),
+                                    sum(self.progress.taken(index) for index in indices),
+                                    sum(self.progress.held(index) for index in indices))
 
     def _queued(self, group: steering_program.Group) -> dict[int, int]:
         """Connections queued on each booted slot now (by group index)."""
@@ -297,7 +307,7 @@ class Steering:
         self._tick(group)
         # load-aware, woken by a connection arriving: look once more, after its worker
         # took it (the load the program is built from may have missed it in between)
-        again = quiet_until is not None and self._load_aware
+        again = quiet_until is not None and self._load_aware and not self.turnover.short
         return self.stalls.busy or bool(self.rescue.pending) or again
 
     def _tick(self, group: steering_program.Group) -> None:
