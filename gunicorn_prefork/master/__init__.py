@@ -20,6 +20,7 @@
 :mod:`.at_fork`           what is paused around a fork and closed in a child, in one place
 :mod:`.rescue`            moving connections queued on stalled slots to live workers
 :mod:`.rebalancing`       keep-alive rebalancing caps (``prefork_load_aware``)
+:mod:`.turnover`          are connections short? (then slots are not weighed)
 :mod:`.balance_report`    the exit summary's line on how evenly slots took connections
 :mod:`.counting`          what the master counts: kept for ``/metrics``, sent to statsd
 :mod:`.status`            the status endpoint's life in the master, and its snapshot

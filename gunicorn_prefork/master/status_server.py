@@ -41,6 +41,11 @@ LINGER = 1.0
 MAX_CLIENTS = 128
 BACKLOG = 128
 ACCEPT_BATCH = 32
+#: Seconds the listener is left alone after an accept failed for want of descriptors
+#: or memory (``EMFILE``: a low ``nofile`` limit): it stays readable, and polling it
+#: at once again would spin.
+ACCEPT_PAUSE = 0.1
+_OUT_OF = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 #: ``respond(method, path)`` -> (status line text, content type, body);
 #: ``agent()`` -> the agent's line
@@ -138,6 +143,7 @@ class StatusServer(MasterThread):
         self._agent = agent
         self._clients: dict[int, _Client] = {}
         self._close_listener = False
+        self._accept_after = 0.0
         #: requests answered since the start (tests and the exit summary)
         self.answered = 0
 
@@ -185,11 +191,13 @@ class StatusServer(MasterThread):
                 self._drop(client)
             poller = select.poll()
             poller.register(self.wakeup_fileno(), select.POLLIN)
-            if self.sock is not None and self.listening:
+            paused = self._accept_after > now
+            if self.sock is not None and self.listening and not paused:
                 poller.register(self.sock.fileno(), select.POLLIN)
             for fd, client in self._clients.items():
                 poller.register(fd, poller_flags[client.phase])
-            timeout = min((c.deadline for c in self._clients.values()), default=None)
+            timeout = min([c.deadline for c in self._clients.values()]
+                          + ([self._accept_after] if paused else []), default=None)
             try:
                 events = poller.poll(None if timeout is None
                                      else max(0.0, timeout - now) * 1000 + 1)
@@ -217,7 +225,9 @@ class StatusServer(MasterThread):
         for _ in range(ACCEPT_BATCH):
             try:
                 conn, _ = self.sock.accept()
-            except OSError:
+            except OSError as exc:
+                if exc.errno in _OUT_OF:
+                    self._accept_after = time.monotonic() + ACCEPT_PAUSE
                 return
             conn.setblocking(False)
             if len(self._clients) >= MAX_CLIENTS:

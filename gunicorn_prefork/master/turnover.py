@@ -1,4 +1,4 @@
-"""Are the connections short? How fast they come and go, against how many are held.
+"""Are the connections short? How fast they end, against how many are held.
 
 Weighing slots by the connections they hold pays off when connections stay (keep-alive
 clients, a load balancer's pool): a slot's count then means something for seconds.
@@ -6,8 +6,9 @@ Short connections (one request each) come and go thousands of times a second; th
 counts are noise by the time a table built from them is attached, and steering by
 them cost a quarter of the throughput of the kernel's plain hash (``ab -c64``, 2
 workers: 0.93x ``-k gevent`` against 1.23x; 2026-12-07). So the steering weighs slots
-only while connections stay: fewer taken per second than :data:`LIMIT` times those
-held.
+only while connections stay: fewer end per second than :data:`LIMIT` times those
+held (at least :data:`FLOOR`). Ended, not taken: keep-alive connections opened in
+quick succession are taken fast, and stay.
 
 Invariants: pure (the caller gives the clock and the counters); the answer changes at
 most once per :data:`WINDOW`; before the first window has passed, connections count
@@ -20,8 +21,11 @@ from dataclasses import dataclass
 
 #: Seconds over which the rate of new connections is measured.
 WINDOW = 0.5
-#: Connections taken per second, per connection held, above which they are short.
-LIMIT = 4.0
+#: Connections ended per second, per connection held (at least :data:`FLOOR`), above
+#: which they are short: ``ab -c64`` ends about 200 per held one a second; health
+#: checks and a few short requests beside kept connections end far fewer.
+LIMIT = 20.0
+FLOOR = 4
 
 
 @dataclass
@@ -30,16 +34,17 @@ class Turnover:
 
     short: bool = False
     _since: float | None = None
-    _taken: int = 0
+    _ended: int = 0
 
     def update(self, now: float, taken: int, held: int) -> bool:
         """``taken``: connections taken on so far (all slots); ``held``: held now."""
-        if self._since is None or taken < self._taken:  # first look, or a new table
-            self._since, self._taken = now, taken
+        ended = taken - held
+        if self._since is None or ended < self._ended:  # first look, or a new table
+            self._since, self._ended = now, ended
             return self.short
         elapsed = now - self._since
         if elapsed >= WINDOW:
-            rate = (taken - self._taken) / elapsed
-            self.short = rate > LIMIT * max(held, 1)
-            self._since, self._taken = now, taken
+            rate = (ended - self._ended) / elapsed
+            self.short = rate > LIMIT * max(held, FLOOR)
+            self._since, self._ended = now, ended
         return self.short

@@ -244,3 +244,33 @@ def test_a_usr2_master_shares_the_status_port(tmp_path: Path) -> None:
         os.kill(new_master, signal.SIGTERM)
         wait_for(lambda: not os.path.exists(f"/proc/{new_master}"), timeout=15)
 
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors_the_status_thread_waits_instead_of_spinning(
+        tmp_path: Path) -> None:
+    """At a low ``nofile`` limit the status port's queue holds connections the master
+    cannot accept (EMFILE); the listener stays readable, and polling it again at once
+    spun the master's CPU (1.99 s of 2 s). It pauses 0.1 s instead, and answers once
+    descriptors are free."""
+    port, status = free_port(), free_port()
+    config = ("import resource\nresource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))\n"
+              + _config(port, status))
+    with running(tmp_path, config=config) as server:
+        server.wait_serving(port, 2)
+        crowd = []
+        try:
+            for _ in range(60):  # more than the master can hold
+                crowd.append(socket.create_connection(("127.0.0.1", status), timeout=5))
+            before = _cpu_seconds(server.pid)
+            time.sleep(2)
+            spent = _cpu_seconds(server.pid) - before
+        finally:
+            for conn in crowd:
+                conn.close()
+        assert spent < 0.5, f"the master used {spent:.2f} s of CPU in 2 s"
+        _until_ready(status, True, within=10.0)
