@@ -128,13 +128,15 @@ def weighted(allowed: Sequence[int], held: Mapping[int, int],
     that was least loaded at the look). With nothing queued (connections opened one
     at a time, the look after each) the level is the top: only slots below it get
     new connections. ``allowed`` itself while the slots hold about the same (see
-    :data:`MIN_GAP`, :data:`GAP_OF_MEAN`). At most :data:`MAX_ENTRIES` entries (the
+    :data:`MIN_GAP`, :data:`GAP_OF_MEAN`), or while one has no load in ``held`` (its
+    worker has not booted: weighing it as empty sent a burst to the booting workers
+    only, and none to the one that served). At most :data:`MAX_ENTRIES` entries (the
     shares rounded, every slot below the level keeping at least one), reduced by
     their greatest common divisor."""
     allowed = tuple(allowed)
-    if len(allowed) < 2:
-        return allowed
-    loads = [held.get(index, 0) for index in allowed]
+    if len(allowed) < 2 or any(index not in held for index in allowed):
+        return allowed  # a slot whose load is unknown (its worker boots) is not empty
+    loads = [held[index] for index in allowed]
     most = max(loads)
     gap = most - min(loads)
     if gap < MIN_GAP or gap < GAP_OF_MEAN * sum(loads) / len(loads):

@@ -136,8 +136,10 @@ def test_slots_holding_about_the_same_are_not_weighed() -> None:
 
 def test_new_connections_go_to_the_slots_holding_the_fewest() -> None:
     # one below the top: each of those slots gets as many entries as it is below
-    assert steering_program.weighted((0, 1, 2, 3), {0: 1}) == (1, 2, 3)
-    assert steering_program.weighted((0, 1, 2, 3), {0: 1, 1: 1, 2: 1}) == (3,)
+    assert steering_program.weighted((0, 1, 2, 3), {0: 1, 1: 0, 2: 0, 3: 0}) == (1, 2, 3)
+    # a slot whose worker boots has no load yet: not weighed as empty
+    assert steering_program.weighted((0, 1, 2, 3), {0: 1}) == (0, 1, 2, 3)
+    assert steering_program.weighted((0, 1, 2, 3), {0: 1, 1: 1, 2: 1, 3: 0}) == (3,)
     assert steering_program.describe((2, 3)) == "2, 3"
 
 
