@@ -31,7 +31,7 @@ from tests.tools import debian_tool
 
 PREFORK = 'worker_class = "gunicorn_prefork.Worker"\n'
 CONNECTIONS = 32
-SECONDS = 6
+SECONDS = 4
 
 
 def _tool(name: str) -> str:
