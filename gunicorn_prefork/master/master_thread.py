@@ -9,10 +9,10 @@ in :mod:`.watch_thread`.
 Invariants
 ----------
 * **Never alive across a fork.** A thread alive at ``fork()`` may hold a lock the
-  child inherits held, and Python 3.12+ warns about it. The fork hook
-  (:mod:`.at_fork`) stops every running :class:`MasterThread` before every fork of the
-  master (workers, Gunicorn's USR2 re-exec), as Gunicorn 27 does with its
-  control-socket thread; the master starts them again with :func:`resume_after_fork`
+  child inherits held, and Python 3.12+ warns about it. Each :class:`MasterThread`
+  takes part in the fork hook (:mod:`.at_fork`), which stops every running one
+  before every fork of the master (workers, Gunicorn's USR2 re-exec), as Gunicorn 27
+  does with its control-socket thread; the master starts them again with :func:`resume_after_fork`
   once the fork returned (right after forking a worker, and at its next loop turn); a
   child forgets them and closes their wake-up pairs (and whatever
   :meth:`MasterThread.close_in_child` adds).
@@ -31,7 +31,6 @@ import signal
 import socket
 import threading
 import time
-import weakref
 
 from . import at_fork
 
@@ -47,7 +46,7 @@ class MasterThread:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        _made.add(self)
+        at_fork.register(self)
 
     # -- the main thread's side ------------------------------------------------------
 
@@ -68,12 +67,10 @@ class MasterThread:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self._thread = thread
-        _running.add(self)
 
     def stop(self) -> None:
         """Stop the thread and wait for it (what it is doing finishes first)."""
         self._pause()
-        _running.discard(self)
         _paused.discard(self)
 
     def wake(self) -> None:
@@ -111,11 +108,18 @@ class MasterThread:
         except OSError:
             pass
 
-    # -- fork ------------------------------------------------------------------------
+    # -- fork (its part in :mod:`.at_fork`) ------------------------------------------
+
+    def pause_for_fork(self) -> None:
+        """Before a fork: stop the thread if it runs; :func:`resume_after_fork`
+        starts it again in the parent."""
+        if self._pause():
+            _paused.add(self)
 
     def close_in_child(self) -> None:
         """A child has no such thread (threads do not survive fork): forget it, close
         its wake-up pair (a worker must not hold the master's descriptors)."""
+        _paused.discard(self)
         self._thread = None
         self._wake_r.close()
         self._wake_w.close()
@@ -132,30 +136,8 @@ def _until_gone(native_id: int | None, limit: float = 0.1) -> None:
         time.sleep(0.0002)
 
 
-#: Every thread object made in this process (a child closes their descriptors).
-_made: weakref.WeakSet[MasterThread] = weakref.WeakSet()
-#: The threads running in this process, stopped and restarted around every fork.
-_running: set[MasterThread] = set()
+#: The threads the last fork stopped, to start again in the parent.
 _paused: set[MasterThread] = set()
-
-
-class _ForkGuard:
-    """This module's part in :mod:`.at_fork`: the running threads are paused before
-    every fork; a child forgets them."""
-
-    def pause_for_fork(self) -> None:
-        for thread in list(_running):
-            if thread._pause():
-                _paused.add(thread)
-
-    def close_in_child(self) -> None:
-        _running.clear()
-        _paused.clear()
-        for thread in list(_made):
-            try:
-                thread.close_in_child()
-            except Exception:  # the child must start
-                pass
 
 
 def resume_after_fork() -> None:
@@ -167,7 +149,3 @@ def resume_after_fork() -> None:
         if os.getpid() == thread._owner:
             _paused.discard(thread)
             thread.start()
-
-
-_FORK_GUARD = _ForkGuard()  # held here: at_fork keeps its members weakly
-at_fork.register(_FORK_GUARD)

@@ -27,6 +27,7 @@ from ..config.status_bind import StatusAddress
 from . import status_metrics
 from .status_server import StatusServer, open_listener
 from .status_view import ServerView, SlotView, agent_reply, liveness, readiness
+from .worker_cpu import task_state
 
 if TYPE_CHECKING:
     from .coordinator import Master
@@ -38,10 +39,9 @@ def _stopped(pid: int) -> bool:
     """Is ``pid`` stopped (``T``: SIGSTOP; ``t``: a debugger)?"""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
-            text = stat.read()
-    except OSError:
+            return task_state(stat.read()) in (b"T", b"t")
+    except (OSError, ValueError):
         return False
-    return text[text.rfind(b")") + 2:][:1] in (b"T", b"t")
 
 
 class StatusEndpoint:

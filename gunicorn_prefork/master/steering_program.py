@@ -27,6 +27,7 @@ import errno
 import math
 import socket
 import struct
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -183,11 +184,8 @@ def caps(held: Mapping[int, int], takers: Collection[int]) -> dict[int, int]:
 def describe(table: Sequence[int]) -> str:
     """A program's table for a log line: each index, with its entries when it has
     several (``"1, 2x3, 3x5"``)."""
-    counts: dict[int, int] = {}
-    for index in table:
-        counts[index] = counts.get(index, 0) + 1
     return ", ".join(str(index) if count == 1 else f"{index}x{count}"
-                     for index, count in counts.items())
+                     for index, count in Counter(table).items())
 
 
 @dataclass(frozen=True)

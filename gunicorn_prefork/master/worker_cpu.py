@@ -47,6 +47,13 @@ class CpuSample:
     runnable: bool
 
 
+def task_state(stat: bytes) -> bytes:
+    """The state letter of a ``/proc/<pid>/stat`` text (``b"R"``, ``b"T"``, ...);
+    ValueError when it has none."""
+    # "pid (comm) S ...": the command may hold spaces and parentheses
+    return stat[stat.rindex(b")") + 2:][:1]
+
+
 class WorkerCpu:
     """Reads the scheduler's view of workers, by pid."""
 
@@ -87,9 +94,7 @@ class WorkerCpu:
             if fds is None:
                 fds = self._fds[pid] = self._open(pid)
             ran = int(os.pread(fds[0], 128, 0).split(None, 1)[0])
-            stat = os.pread(fds[1], 512, 0)
-            # "pid (comm) S ...": the command may hold spaces and parentheses
-            state = stat[stat.rindex(b")") + 2:][:1]
+            state = task_state(os.pread(fds[1], 512, 0))
         except (OSError, ValueError, IndexError):
             self._close(pid)
             return None
