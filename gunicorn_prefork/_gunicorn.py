@@ -73,8 +73,9 @@ wait ``AsyncWorker.handle`` enters per request),       (:mod:`.worker.slot_worke
 ``handle_request(listener_name, req, sock, addr)``
 gevent ``StreamServer.socket/_spawn/_handle/do_close``, :func:`passed_connection_server`,
 ``baseserver._handle_and_close_when_done``, ``full()``, :func:`pool_full`
-``gevent.socket.socket(family, type, proto, fileno)``
-gevent ``socket._sock``                                :func:`raw_socket`
+``gevent.server.GeventSocket(family, type, proto,      :func:`use_client_socket`
+fileno)`` (module global, looked up per accept)
+gevent ``socket._sock``, ``_wait(_read_event)``        :func:`raw_socket`, :func:`wait_readable`
 ``worker.booted`` (set after ``init_process``)         :func:`booted`
 ``Config.__getattr__`` (``settings[name].get()``),     :func:`keep_setting_values`
 ``Config.set``, ``Config.__setattr__``
@@ -538,17 +539,17 @@ def accept_one(server: Any) -> bool:
 
 
 def passed_connection_server(server: Any,
-                             taken: Callable[[], None]) -> Callable[[int], None]:
+                             taken: Callable[[Any], None]) -> Callable[[int], None]:
     """What serving a connection passed in by the master takes, captured while the
     gevent ``server`` is open and started (gevent sets a TLS server's handler,
     ``wrap_socket_and_handle``, in ``init_socket()`` at ``start()``): the returned
     callable serves one (by fd) as ``server`` would have (its pool, its handler,
     TLS), also after ``server`` closed (gevent's ``close()`` drops ``socket``,
     ``_spawn`` and ``_handle``; a worker that stops may still have read one from
-    its channel). Sockets are built as ``do_read`` does; ``taken()`` runs for each one
-handed to a handler (gevent then calls the server's ``do_close`` once for it)."""
+    its channel). Sockets are built as ``do_read`` does; ``taken(sock)`` runs for each
+one handed to a handler (gevent then calls the server's ``do_close`` once for it)."""
+    from gevent import server as gevent_server  # worker only: imports gevent
     from gevent.baseserver import _handle_and_close_when_done
-    from gevent.socket import socket as GeventSocket  # worker only: imports gevent
 
     listener = server.socket
     family, kind, proto = listener.family, listener.type, listener.proto
@@ -560,14 +561,14 @@ handed to a handler (gevent then calls the server's ``do_close`` once for it).""
                            "capture them after the server started")
 
     def serve(fd: int) -> None:
-        sock = GeventSocket(family, kind, proto, fileno=fd)
+        sock = gevent_server.GeventSocket(family, kind, proto, fileno=fd)
         try:
             address = sock.getpeername()
         except OSError:  # the client left while the connection was on its way
             sock.close()
             return
         args = (sock, address)
-        taken()
+        taken(sock)
         try:
             if spawn is None:
                 _handle_and_close_when_done(handle, close, args)
@@ -578,6 +579,19 @@ handed to a handler (gevent then calls the server's ``do_close`` once for it).""
             raise
 
     return serve
+
+
+def use_client_socket(socket_class: type) -> None:
+    """Make gevent's servers build the connections they accept (and
+    :func:`passed_connection_server` those passed in) as ``socket_class``."""
+    from gevent import server as gevent_server
+
+    gevent_server.GeventSocket = socket_class
+
+
+def wait_readable(sock: Any) -> None:
+    """Wait (this greenlet) until a gevent socket is readable, as its ``recv`` does."""
+    sock._wait(sock._read_event)
 
 
 def raw_socket(sock: Any) -> Any:

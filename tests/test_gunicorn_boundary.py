@@ -349,7 +349,7 @@ def test_a_passed_connection_is_served_also_after_its_server_closed() -> None:
     server = gevent.server.StreamServer(listener, handle)
     server.start()
     taken: list[int] = []
-    serve = _gunicorn.passed_connection_server(server, lambda: taken.append(1))
+    serve = _gunicorn.passed_connection_server(server, lambda sock: taken.append(1))
     server.close()
     with socket.socket() as other:
         other.bind(("127.0.0.1", 0))
@@ -430,3 +430,42 @@ def test_async_workers_close_a_client_with_util_close() -> None:
 
     assert _params(gunicorn.util.close) == ["sock"]
     assert "util.close(client)" in inspect.getsource(gunicorn.workers.base_async)
+
+
+def test_gevent_builds_accepted_connections_from_a_module_level_name() -> None:
+    """``gevent.server.GeventSocket`` is looked up per accept (``do_read``) and by
+    :func:`passed_connection_server`; a gevent socket waits with ``_wait(_read_event)``
+    (:func:`wait_readable`)."""
+    import inspect
+    import socket
+
+    import gevent
+    import gevent.server
+    import gevent.socket
+
+    assert gevent.server.GeventSocket is gevent.socket.socket
+    assert "GeventSocket(" in inspect.getsource(gevent.server.StreamServer.do_read)
+
+    class Marked(gevent.socket.socket):  # type: ignore[misc]
+        pass
+
+    _gunicorn.use_client_socket(Marked)
+    try:
+        listener = gevent.socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        server = gevent.server.StreamServer(listener, lambda sock, address: None)
+        client = socket.create_connection(listener.getsockname())
+        accepted = server.do_read()
+        assert accepted is not None and isinstance(accepted[0], Marked)
+        waiter = gevent.spawn(_gunicorn.wait_readable, accepted[0])
+        gevent.sleep(0.05)
+        assert not waiter.dead  # nothing to read yet
+        client.sendall(b"x")
+        waiter.join(2)
+        assert waiter.dead and accepted[0].recv(1) == b"x"
+        accepted[0].close()
+        client.close()
+        server.close()
+    finally:
+        _gunicorn.use_client_socket(gevent.socket.socket)

@@ -38,6 +38,8 @@ class ChildPlan:
     progress_index: int | None = None
     #: the worker's end of its slot's rescue channel (see :mod:`.rescue`)
     rescue: Any = None
+    #: the worker's end of its slot's hand-back channel (:mod:`.rescue_channel`)
+    handback: Any = None
 
 
 _armed: ChildPlan | None = None

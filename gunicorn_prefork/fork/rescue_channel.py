@@ -8,6 +8,12 @@ index of the listener (bind) the connection came in on, with exactly one file
 descriptor; :data:`PROBE` (no descriptor) asks a stalled worker to show that its
 loop runs.
 
+Each slot also has a *hand-back* channel, the same kind of pair used the other way:
+the master writes an ask (one byte: how many connections at most) into its end, the
+worker's hand-back thread (:mod:`gunicorn_prefork.worker.handback_thread`) reads it
+and writes back connections its stuck loop has not started on, one per message as
+above; the master reads them from its own end (:meth:`Channel.take_handed`).
+
 A descriptor passed with ``SCM_RIGHTS`` is installed by the kernel at the read;
 whoever reads keeps one descriptor in reserve (:class:`Spare`) and frees it just for
 that read, so a process at its ``nofile`` limit never gets a message with the
@@ -98,20 +104,34 @@ class Channel:
         serves now). A worker reading at the same time gets each message whole or not
         at all. Never blocks (the worker end is non-blocking in workers too: gevent).
         (``socket.recv_fds`` ignores its ``flags`` in CPython 3.9-3.13: no MSG_DONTWAIT.)"""
-        left: list[tuple[int, socket.socket]] = []
         self.worker_end.setblocking(False)
-        while True:
-            if spare is not None and not spare.room_for_one():
-                return left  # at the limit: the rest stays, unread
-            try:
-                data, fds, _, _ = socket.recv_fds(self.worker_end, 1, 1)
-            except (BlockingIOError, InterruptedError, OSError):
-                return left
-            if not data:
-                return left
-            for fd in fds:
-                left.append((data[0], socket.socket(fileno=fd)))
+        return _take_all(self.worker_end, spare)
+
+    def take_handed(self, spare: Spare | None = None,
+                    limit: int = 1024) -> list[tuple[int, socket.socket]]:
+        """The master, from a hand-back channel: the connections its worker handed
+        back (up to ``limit``). Never blocks."""
+        return _take_all(self.master_end, spare, limit)
 
     def close(self) -> None:
         self.master_end.close()
         self.worker_end.close()
+
+
+def _take_all(end: socket.socket, spare: Spare | None,
+              limit: int = 1 << 30) -> list[tuple[int, socket.socket]]:
+    """Every (listener index, connection) message waiting on ``end`` (non-blocking),
+    reading only while ``spare`` gives a descriptor room."""
+    left: list[tuple[int, socket.socket]] = []
+    while len(left) < limit:
+        if spare is not None and not spare.room_for_one():
+            return left  # at the limit: the rest stays, unread
+        try:
+            data, fds, _, _ = socket.recv_fds(end, 1, 1)
+        except (BlockingIOError, InterruptedError, OSError):
+            return left
+        if not data:
+            return left
+        for fd in fds:
+            left.append((data[0], socket.socket(fileno=fd)))
+    return left

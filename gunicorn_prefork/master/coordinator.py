@@ -190,11 +190,9 @@ class Master:
         share = self.steering.for_child(slot) if slot is not None else None
         if share is not None:
             others += share.close
-        child_plan.arm(child_plan.ChildPlan(
-            self.pid, others, delay, self.log,
-            share.progress if share is not None else None,
-            share.progress_index if share is not None else None,
-            share.rescue_end if share is not None else None))
+        child_plan.arm(child_plan.ChildPlan(self.pid, others, delay, self.log, *(
+            (share.progress, share.progress_index, share.rescue_end, share.handback_end)
+            if share is not None else ())))
         try:
             pid = spawn_worker()
         finally:

@@ -23,6 +23,18 @@ descriptor; :data:`PROBE` (no descriptor) asks a stalled worker to show it runs:
 its inbox reads it as soon as its event loop turns, which ends the stall even when
 no connection is left for it to take.
 
+Hand-back
+---------
+A stuck worker also holds connections it has not started on (accepted in its last
+batch, or keep-alive ones waiting for their next request). Each slot has a second
+channel, its *hand-back* channel: the master asks a newly stalled slot's worker
+(once per stall, for at most the room the other workers have), and the worker's
+hand-back thread answers with those connections; it also hands them back on its
+own when it sees its loop stuck in CPU-bound code (:mod:`gunicorn_prefork.worker.handback_thread`).
+:meth:`Rescue.collect` reads them on every tick into :attr:`Rescue.pending`, from
+where they go on like the others, and says which slots handed back (the stall
+watch takes those for stalled).
+
 Invariants: every connection the master accepts (or takes unread from the channel
 of a slot no worker serves now) is either sent (the kernel holds it until a worker
 reads it) or kept in :attr:`Rescue.pending` and sent on the next tick; the master
@@ -72,6 +84,12 @@ class Rescue:
     def __init__(self) -> None:
         at_fork.register(self)
         self._channels: dict[Any, Channel] = {}  # slot (by identity) -> its channel
+        self._handback: dict[Any, Channel] = {}  # slot -> its hand-back channel
+        self._asked: set[Any] = set()
+        #: connections stuck workers handed back since the start
+        self.handed_back = 0
+        #: (slot number, how many) for each hand-back read, for the main loop's report
+        self.handed_events: list[tuple[int, int]] = []
         #: accepted connections no channel had room for: (listener index, socket)
         self.pending: list[tuple[int, socket.socket]] = []
         self._probed: set[Any] = set()
@@ -107,18 +125,28 @@ class Rescue:
             channel = self._channels[slot] = Channel.open()
         return channel
 
+    def handback_for(self, slot: Any) -> Channel:
+        """The slot's hand-back channel, opened on first use (master, before a fork)."""
+        channel = self._handback.get(slot)
+        if channel is None:
+            channel = self._handback[slot] = Channel.open()
+        return channel
+
     def channel_fds(self) -> list[int]:
-        """The workers' ends of the channels (readable: a message is unread)."""
-        return [channel.worker_end.fileno() for channel in list(self._channels.values())]
+        """The workers' ends of the channels (readable: a message is unread) and the
+        master's ends of the hand-back channels (readable: a connection handed back)."""
+        return ([channel.worker_end.fileno() for channel in list(self._channels.values())]
+                + [channel.master_end.fileno() for channel in list(self._handback.values())])
 
     def closed_in_child(self, slot: Any) -> list[socket.socket]:
         """What a worker for ``slot`` closes after its fork: every end but its own."""
-        own = self._channels.get(slot)
         ends = []
-        for channel in self._channels.values():
-            ends.append(channel.master_end)
-            if channel is not own:
-                ends.append(channel.worker_end)
+        for own, channels in ((self._channels.get(slot), self._channels),
+                              (self._handback.get(slot), self._handback)):
+            for channel in channels.values():
+                ends.append(channel.master_end)
+                if channel is not own:
+                    ends.append(channel.worker_end)
         return ends
 
     def keep_only(self, slots: Sequence[Any], targets: Sequence[Any]) -> None:
@@ -129,6 +157,11 @@ class Rescue:
             self.pending.extend(channel.take_left(self.spare))
             channel.close()
             self._probed.discard(key)
+        for key in [key for key in self._handback if key not in live]:
+            handback = self._handback.pop(key)
+            self._collect_from(key, handback)  # what its worker handed back last
+            handback.close()
+            self._asked.discard(key)
         self._flush(targets)
 
     # -- moving connections ----------------------------------------------------------
@@ -138,9 +171,11 @@ class Rescue:
         unread in their channels, probe them, move their queues (a slot stalled
         again after its stall ended is probed again)."""
         self._probed &= set(stalled)
+        self._asked &= set(stalled)
         for slot in stalled:
             self._take_back(slot, targets)
             self.probe(slot)
+            self.ask(slot, targets)
             self.move(slot, targets)
         if not stalled:
             self._flush(targets)
@@ -152,6 +187,30 @@ class Rescue:
         channel = self._channels.get(slot)
         if channel is not None and channel.send(PROBE):
             self._probed.add(slot)
+
+    def ask(self, slot: Any, targets: Sequence[Any]) -> None:
+        """Ask a newly stalled slot's worker for the connections it has not started
+        on (once per stall), at most as many as the targets have room for."""
+        channel = self._handback.get(slot)
+        if slot in self._asked or channel is None or not targets:
+            return
+        rooms = [self.room(target) if self.room is not None else None for target in targets]
+        room = 255 if None in rooms else min(255, sum(r for r in rooms if r is not None and r > 0))
+        if room > 0 and channel.send(room):
+            self._asked.add(slot)
+
+    def collect(self) -> list[Any]:
+        """Read what workers handed back into :attr:`pending`; returns their slots."""
+        return [slot for slot, channel in list(self._handback.items())
+                if self._collect_from(slot, channel)]
+
+    def _collect_from(self, slot: Any, channel: Channel) -> int:
+        handed = channel.take_handed(self.spare)
+        if handed:
+            self.pending.extend(handed)
+            self.handed_back += len(handed)
+            self.handed_events.append((getattr(slot, "number", -1), len(handed)))
+        return len(handed)
 
     def move(self, source: Any, targets: Sequence[Any]) -> int:
         """Accept what is queued on ``source`` (up to :data:`MOVE_LIMIT`) and pass it

@@ -107,8 +107,12 @@ class StallWatch:
     deferred: int = 0
     _states: dict[int, _SlotState] = field(default_factory=dict)
 
-    def tick(self, now: float, slots: Sequence[WatchedSlot]) -> bool:
-        """Look at every slot once; returns whether the stalled set changed."""
+    def tick(self, now: float, slots: Sequence[WatchedSlot],
+             stuck: frozenset[int] = frozenset()) -> bool:
+        """Look at every slot once; returns whether the stalled set changed. Slots
+        numbered in ``stuck`` stall now: their worker said its loop is stuck (it
+        handed back what it holds, :mod:`.rescue`); they stay stalled until their
+        counter moves."""
         stalled = set()
         busy = False
         seen = set()
@@ -120,9 +124,14 @@ class StallWatch:
             if state is None:
                 state = self._states[watched.number] = _SlotState(since=now)
             count = self.page.read(watched.progress)
+            told = watched.number in stuck and state.stalled_at is None
+            if told:  # as if its counter had stood still for a threshold (and more:
+                # ``now - (now - t)`` may come out a little under ``t``)
+                state.count, state.since = count, now - 2 * self.threshold
             # the counter first: a worker that moved needs no getsockopt on this tick
             queued = 0 if count != state.count else watched.slot.queued()
-            if count != state.count or (queued == 0 and state.stalled_at is None):
+            if count != state.count or (queued == 0 and state.stalled_at is None
+                                        and not told):
                 state.count, state.since = count, now
                 state.ran_from, state.deferred = None, False
                 self._end(watched.number, state, now)
@@ -132,7 +141,8 @@ class StallWatch:
                 state.ran_from = self._ran(watched)
             if now - state.since < self.threshold:
                 continue
-            if state.stalled_at is None and self._waits_for_cpu(watched, state, now):
+            if state.stalled_at is None and not told \
+                    and self._waits_for_cpu(watched, state, now):
                 continue
             stalled.add(index)
             state.queued = max(state.queued, queued)

@@ -118,6 +118,7 @@ class StatusEndpoint:
         places = getattr(server.cfg, "worker_connections", None)
         workers = server.workers()
         counters = {"stalls": steering.stalls.total, "moved": steering.rescue.moved,
+                    "handed_back": steering.rescue.handed_back,
                     "shed": steering.rebalancing.shed,
                     "crashes": master.counts.get("gunicorn.prefork.crashes"),
                     "recycles": master.counts.get("gunicorn.prefork.recycles")}

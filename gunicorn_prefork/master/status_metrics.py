@@ -45,6 +45,8 @@ _COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("stalls_total", "stalls", "Stalls of slots the stall watch saw."),
     ("moved_total", "moved",
      "Queued connections moved to other workers (off stalled or unserved slots)."),
+    ("handed_back_total", "handed_back",
+     "Connections stuck workers handed back (not started on) and the master passed on."),
     ("shed_total", "shed", "Keep-alive connections ended to rebalance workers."),
     ("worker_crashes_total", "crashes",
      "Worker exits counted as crashes (prefork_recover_threshold)."),

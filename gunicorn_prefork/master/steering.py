@@ -50,11 +50,13 @@ from .worker_cpu import WorkerCpu
 @dataclass(frozen=True)
 class ChildShare:
     """What a worker forked for a slot gets of the steering: its counter in the
-    shared page, its end of the slot's rescue channel, and what it must close."""
+    shared page, its ends of the slot's rescue and hand-back channels, and what it
+    must close."""
 
     progress: ProgressPage
     progress_index: int | None
     rescue_end: Any
+    handback_end: Any
     close: tuple[Any, ...]
 
 
@@ -116,6 +118,9 @@ class Steering:
                              "or shedding for it; restart (USR2) to size it anew",
                              slot.number, self.progress.capacity)
         return ChildShare(self.progress, index, channel.worker_end,
+                          # no stall watch: no ask, and nobody takes a hand-back
+                          self.rescue.handback_for(slot).worker_end
+                          if self.stalls.threshold > 0 else None,
                           tuple(self.rescue.closed_in_child(slot)))
 
     def set_log(self, log: Any) -> None:
@@ -311,7 +316,9 @@ class Steering:
         return self.stalls.busy or bool(self.rescue.pending) or again
 
     def _tick(self, group: steering_program.Group) -> None:
-        self.stalls.tick(time.monotonic(), group.watched)
+        # a worker that handed back what it holds is stuck: its slot stalls now
+        stuck = frozenset(slot.number for slot in self.rescue.collect())
+        self.stalls.tick(time.monotonic(), group.watched, stuck)
         if not self.overlap.stepped_aside:
             # stalls, and the load: the program changes only when its table does
             try:

@@ -12,6 +12,7 @@ thread; it changes no steering state (it reads under the steering's lock).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ class SteeringReport:
         steering = self._steering
         with steering.lock:
             events = steering.stalls.take_events()
+            handed, steering.rescue.handed_events = steering.rescue.handed_events, []
             group = steering.group
             others = bool(group is not None and group.takers(steering.stalls.stalled))
             shed = steering.rebalancing.update(group, steering.stalls.stalled)
@@ -58,11 +60,26 @@ class SteeringReport:
                               "%.1fs stall", worker, event.slot_number, event.seconds)
                 continue  # counted when it started
             self._metric("gunicorn.prefork.stalls", 1)
+        self._handed(handed, others)
         moved = steering.rescue.moved
         if moved > self._moved_counted:
             self._metric("gunicorn.prefork.moved", moved - self._moved_counted)
             self._moved_counted = moved
         self._gauges(table)
+
+    def _handed(self, handed: list[tuple[int, int]], others: bool) -> None:
+        """One warning per slot whose worker handed connections back since the last
+        report (a stuck loop: its thread answered the master, or saw it itself)."""
+        per_slot = Counter[int]()
+        for number, count in handed:
+            per_slot[number] += count
+        for number, count in sorted(per_slot.items()):
+            self.log.warning("worker %s on slot %d is stuck (its loop runs no other "
+                             "connection): it handed back %d connection(s) it had not "
+                             "started on; %s", self._worker_on(number), number, count,
+                             "the other workers serve them" if others
+                             else "they wait for a worker with room")
+        self._metric("gunicorn.prefork.handed_back", sum(per_slot.values()))
 
     def _gauges(self, table: SlotTable | None) -> None:
         gauge = getattr(self._steering.server.log, "gauge", None)
@@ -83,6 +100,10 @@ class SteeringReport:
                           "response on workers holding more than their share",
                           steering.rebalancing.shed)
         stalls, moved = steering.stalls.total, steering.rescue.moved
+        if steering.rescue.handed_back:
+            self.log.info("hand-back: stuck workers handed back %d connection(s) they "
+                          "had not started on; other workers served them",
+                          steering.rescue.handed_back)
         if steering.stalls.deferred:
             # beside stalls it explains them; alone it only says the machine was busy
             say = self.log.info if stalls else self.log.debug

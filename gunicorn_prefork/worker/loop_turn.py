@@ -14,7 +14,10 @@ The measurements behind these choices, with their dates, commits and commands, a
 in ``benchmarks/README.md``, "Figures behind design choices in the code".
 
 A ``check`` watcher stamps the time each turn starts running its ready watchers
-(libev runs check watchers right after the poll). Reading it costs a clock read.
+(libev runs check watchers right after the poll) and counts the turns. Reading it
+costs a clock read. The hand-back thread (:mod:`.handback_thread`) reads the count
+to see whether the loop moves, and asks to be woken when the next turn starts
+(:func:`wake_on_next_turn`: one write to a pipe, only when asked).
 
 Invariants: installed once per worker process, after the fork (the watcher
 belongs to that process's hub); it does not keep the loop alive (``ref=False``);
@@ -23,6 +26,7 @@ before :func:`install`, :func:`age` is 0 (no turn known: no yield for it).
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -47,11 +51,33 @@ TURN_BUDGET = 0.005
 
 _started = 0.0
 _watcher: Any = None
+#: turns the loop has begun since :func:`install`
+_turns = 0
+#: a pipe's write end to write a byte to when the next turn begins (then forgotten)
+_wake: int | None = None
 
 
 def _stamp() -> None:
-    global _started
+    global _started, _turns, _wake
     _started = time.perf_counter()
+    _turns += 1
+    if _wake is not None:
+        wake, _wake = _wake, None
+        try:
+            os.write(wake, b"\0")
+        except OSError:  # full: the thread is awake already
+            pass
+
+
+def turns() -> int:
+    """How many turns the loop has begun (read from any thread)."""
+    return _turns
+
+
+def wake_on_next_turn(fd: int | None) -> None:
+    """Write a byte to ``fd`` (non-blocking) when the next turn begins; None: don't."""
+    global _wake
+    _wake = fd
 
 
 def install() -> None:

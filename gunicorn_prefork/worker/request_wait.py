@@ -18,6 +18,10 @@ A :class:`RequestWait` serves every request of its connection and costs one libe
 timer per wait (a ``gevent.Timeout`` per request cost 1.4 µs, 3 % of a worker's CPU
 on hello world).
 
+While it waits, a plain connection may be handed back to the master when the loop
+is stuck (:mod:`.handback`): its wait offers it and withdraws it, and a handed-back
+connection's time is up without a look at it.
+
 Invariants: the handler greenlet of a connection knows its socket
 (:func:`serving`); a wait without one is Gunicorn's own ``gevent.Timeout``; a wait's
 timer is stopped and closed when its block ends, however it ends; what the timer
@@ -35,6 +39,7 @@ import gevent.local
 from gevent import getcurrent
 
 from .. import _gunicorn
+from . import handback
 
 _connection = gevent.local.local()
 
@@ -64,10 +69,12 @@ class RequestWait:
         self._greenlet = getcurrent()
         self._thrown = None
         self._start()
+        handback.waits(self.client)
         return self
 
     def __exit__(self, typ: Any, value: Any, tb: Any) -> bool:
         self._stop()
+        handback.wait_ends(self.client)
         return value is not None and value is self._thrown
 
     @property
@@ -89,7 +96,7 @@ class RequestWait:
         """The timer's callback (the hub runs it): start over if the request is
         there, else end the block."""
         self._stop()
-        if bytes_waiting(self.client):
+        if not handback.handed_back(self.client) and bytes_waiting(self.client):
             self._start()
             return
         self._thrown = NoRequest()

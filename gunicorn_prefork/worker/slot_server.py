@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 from gevent.server import StreamServer
 
 from .. import _gunicorn
-from . import loop_turn
+from . import handback, loop_turn
 
 #: Connections accepted per wake-up of a slot's server (gevent's own default).
 ACCEPT_BATCH = 100
@@ -95,6 +95,8 @@ class SlotServer(StreamServer):  # type: ignore[misc]
     def __init__(self, listener: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(listener, *args, **kwargs)
         listener_names[id(listener)] = listener.getsockname()
+        #: its listener's index in the slot (the bind's, in the master's order too)
+        self.index = len(servers)
         #: serves a connection the master passed in (see :mod:`.rescue_inbox`); set
         #: when the server starts, None before (see :meth:`init_socket`)
         self.serve_passed: Callable[[int], None] | None = None
@@ -108,8 +110,10 @@ class SlotServer(StreamServer):  # type: ignore[misc]
         super().init_socket()
         self.serve_passed = _gunicorn.passed_connection_server(self, self._taken)
 
-    @staticmethod
-    def _taken() -> None:
+    def _taken(self, sock: Any) -> None:
+        """A connection taken on (accepted or passed in), before its handler runs:
+        it waits until the handler begins (the hand-back may take it meanwhile)."""
+        handback.taken(self.index, sock)
         if SlotServer.on_take is not None:
             SlotServer.on_take()
 
@@ -120,7 +124,10 @@ class SlotServer(StreamServer):  # type: ignore[misc]
         A client gone in the middle of its handshake is one line at debug level
         (gevent's own method lets the error out of the greenlet: a traceback in the
         error log for each, as with ``-k gevent`` on Gunicorn 24+, whose handshake is
-        no longer deferred to Gunicorn's handler)."""
+        no longer deferred to Gunicorn's handler). A connection the worker handed
+        back before its handshake began is dropped here (:mod:`.handback`)."""
+        if not handback.starts(client_socket):
+            return None
         for _ in range(HANDSHAKE_YIELDS):  # each yield: a later turn, the others first
             if not loop_turn.over_budget():
                 break
@@ -136,7 +143,7 @@ class SlotServer(StreamServer):  # type: ignore[misc]
 
     def do_handle(self, *args: Any) -> None:
         """gevent's hand-off of an accepted connection to its handler (greenlet)."""
-        self._taken()
+        self._taken(args[0])
         super().do_handle(*args)
 
     def do_close(self, *args: Any) -> None:

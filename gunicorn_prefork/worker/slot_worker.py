@@ -48,6 +48,8 @@ from . import (
     coalesce,
     date_cache,
     environ_lookup,
+    handback,
+    handback_thread,
     lingering_close,
     logger_lookup,
     loop_turn,
@@ -178,6 +180,8 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
                                 self._answer_probe)
             self._inbox.start()
         loop_turn.install()
+        if plan is not None and plan.handback is not None:
+            handback_thread.start(plan.handback, self.cfg)
         super().run()
 
     _progress: Any = None
@@ -231,6 +235,8 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
         sys.exit(0)
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        if not handback.starts(client):  # handed back before its handler began
+            return
         if self._progress is not None:  # its handler starts: progress (after TLS)
             self._progress.bump(self._progress_index)
         request_wait.serving(client)
@@ -262,6 +268,7 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
         # 27; the gevent worker's handle_request returns None either way): no yield,
         # the connection closes at once
         super().handle_request(listener_name, req, sock, addr)
+        handback.request_done(sock, req)
         if loop_turn.over_budget():
             loop_turn.yield_to_loop()
 

@@ -137,7 +137,7 @@ def test_each_first_worker_gets_its_own_slot_and_only_its_sockets(arbiter: FakeA
     for pid in pids:
         assert arbiter.WORKERS[pid].sockets == plugin(arbiter).states.slot_of[pid].sockets
     # the child is told to close exactly the other slots' sockets, with no boot delay,
-    # and every rescue channel's end but its own slot's worker end
+    # and every rescue and hand-back channel's end but its own slot's worker ends
     plan = arbiter.plans[0]
     assert plan is not None and plan.boot_delay == 0
     own = slot_of(arbiter, pids[0])
@@ -146,7 +146,8 @@ def test_each_first_worker_gets_its_own_slot_and_only_its_sockets(arbiter: FakeA
     listeners = [c for c in plan.close if not isinstance(c, socket.socket)]
     assert listeners == others
     ends = [c for c in plan.close if isinstance(c, socket.socket)]
-    assert plan.rescue is not None and plan.rescue not in ends and len(ends) == 1
+    assert plan.rescue is not None and plan.rescue not in ends
+    assert plan.handback is not None and plan.handback not in ends and len(ends) == 2
     assert child_plan._armed is None and child_plan.received() is None  # not a child
     assert arbiter.LISTENERS == table.listeners()  # restored after the spawn
     assert "all 3 workers are serving" in arbiter.log.lines[-1]

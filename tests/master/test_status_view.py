@@ -100,6 +100,7 @@ FAMILIES = {
     "gunicorn_prefork_ready": "gauge", "gunicorn_prefork_workers_target": "gauge",
     "gunicorn_prefork_slots": "gauge", "gunicorn_prefork_stopping": "gauge",
     "gunicorn_prefork_worker_connections": "gauge", "gunicorn_prefork_info": "gauge",
+    "gunicorn_prefork_handed_back": "counter",
 }
 
 
@@ -108,7 +109,7 @@ def test_metrics_parse_with_prometheus_client() -> None:
                           accepted=40, shed=1),
                  SlotView(number=3, booted=True, serving=True, stalled=True),
                  counters={"stalls": 4, "moved": 7, "shed": 1, "crashes": 2,
-                           "recycles": 9})
+                           "recycles": 9, "handed_back": 3})
     families = {f.name: f for f in text_string_to_metric_families(render(view))}
     assert {name: family.type for name, family in families.items()} == FAMILIES
     samples = {(s.name, s.labels.get("slot")): s.value
@@ -121,6 +122,7 @@ def test_metrics_parse_with_prometheus_client() -> None:
     assert samples[("gunicorn_prefork_moved_total", None)] == 7
     assert samples[("gunicorn_prefork_worker_crashes_total", None)] == 2
     assert samples[("gunicorn_prefork_recycles_total", None)] == 9
+    assert samples[("gunicorn_prefork_handed_back_total", None)] == 3
     assert samples[("gunicorn_prefork_ready", None)] == 1
     assert samples[("gunicorn_prefork_workers", None)] == 2
     assert len(families["gunicorn_prefork_slot_held"].samples) == 2

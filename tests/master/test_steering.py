@@ -90,10 +90,15 @@ def test_a_child_gets_its_slots_counter_and_rescue_end_and_closes_every_other_en
     assert share.progress_index is not None
     assert share.progress_index != other.progress_index
     own, others = steering.rescue.channel_for(first), steering.rescue.channel_for(second)
+    own_back = steering.rescue.handback_for(first)
+    other_back = steering.rescue.handback_for(second)
     assert share.rescue_end is own.worker_end
-    # every master end, and the other slots' worker ends; never its own worker end
-    assert set(share.close) == {own.master_end, others.master_end, others.worker_end}
-    assert own.worker_end not in share.close
+    assert share.handback_end is own_back.worker_end
+    # every master end, and the other slots' worker ends; never its own worker ends
+    assert set(share.close) == {own.master_end, others.master_end, others.worker_end,
+                                own_back.master_end, other_back.master_end,
+                                other_back.worker_end}
+    assert own.worker_end not in share.close and own_back.worker_end not in share.close
     # asked again (a replacement for the slot): the same counter and channel
     again = steering.for_child(first)
     assert (again.progress_index, again.rescue_end) == (share.progress_index, own.worker_end)

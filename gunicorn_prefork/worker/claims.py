@@ -1,0 +1,123 @@
+"""Which connections a worker holds and has not started on, and who gets each one.
+
+A worker holds connections it has not started on: accepted (or passed in by the
+master) while its handler greenlet has not run yet, and plain keep-alive
+connections whose handler waits for the next request with nothing of it read. While
+the worker's loop is stuck (CPU-bound Python, a blocking call), another worker could
+serve them. Two parties may take such a connection:
+
+* the worker's loop *starts* on it (:meth:`Claims.start`: its handler begins, or
+  reads the first bytes of its next request, :meth:`Claims.read`);
+* the hand-back thread (:mod:`.handback_thread`) *hands it back* to the master
+  (:meth:`Claims.hand_back`), which passes it to another worker.
+
+Each connection is started or handed back, never both: both parties change a
+connection's state only under one lock, an unpatched ``_thread`` lock (the thread is
+a native one; gevent's locks are greenlet locks).
+
+Invariants: every state change happens under the lock; a handed-back connection
+never changes state again, and its worker neither reads from it nor writes to it
+(:meth:`Claims.read` answers end-of-stream without reading); ``send`` runs under the
+lock, so the descriptor it sends is still the connection's (the loop closes a
+connection's descriptor only after :meth:`Claims.start` took it out of the waiting
+ones); nothing here touches gevent.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: The loop is on it (or it was never offered): only the loop changes it.
+STARTED = 0
+#: Offered: the loop has not started on it, the thread may hand it back.
+WAITING = 1
+#: Handed back: the worker drops its descriptor without reading or writing.
+HANDED = 2
+
+#: What a handed-back connection reads as: end of stream (Gunicorn ends it quietly).
+NOTHING = b""
+
+
+class Claim:
+    """One connection's part in the claims: its descriptor and listener index (what
+    the thread sends), its state, and whether it may wait for its next request as a
+    movable connection (``clean``: nothing of its next request read into Gunicorn's
+    buffers, no body left unread)."""
+
+    __slots__ = ("clean", "fd", "index", "state")
+
+    def __init__(self, fd: int, index: int) -> None:
+        self.fd = fd
+        self.index = index
+        self.state = STARTED
+        self.clean = True
+
+
+class Claims:
+    """The connections waiting now, in the order they were offered."""
+
+    def __init__(self, lock: Any = None) -> None:
+        #: an unpatched lock in a worker (see the module's docstring)
+        self._lock = lock if lock is not None else threading.Lock()
+        self._waiting: dict[Claim, None] = {}
+
+    def offer(self, claim: Claim) -> None:
+        """The loop: ``claim``'s connection waits (not started); the thread may take it."""
+        with self._lock:
+            if claim.state != HANDED:
+                claim.state = WAITING
+                self._waiting[claim] = None
+
+    def start(self, claim: Claim) -> bool:
+        """The loop starts on ``claim``'s connection (or stops offering it); False:
+        it was handed back, the loop must drop it."""
+        with self._lock:
+            if claim.state == HANDED:
+                return False
+            self._started(claim)
+            return True
+
+    def _started(self, claim: Claim) -> None:
+        claim.state = STARTED
+        self._waiting.pop(claim, None)
+
+    def read(self, claim: Claim, recv: Callable[[], T]) -> T | bytes:
+        """The loop reads from a waiting connection: ``recv()`` (which must not wait)
+        under the lock; the connection is started once it returned or failed.
+        ``BlockingIOError`` (nothing there yet) leaves it waiting. A handed-back
+        connection is not read: :data:`NOTHING`."""
+        with self._lock:
+            if claim.state == HANDED:
+                return NOTHING
+            try:
+                data = recv()
+            except BlockingIOError:
+                raise
+            except BaseException:
+                self._started(claim)
+                raise
+            self._started(claim)
+            return data
+
+    def hand_back(self, send: Callable[[int, int], bool], limit: int) -> int:
+        """The thread: pass up to ``limit`` waiting connections, oldest first, to
+        ``send(index, fd)`` (under the lock; False: it could not, stop there);
+        returns how many were handed back."""
+        handed = 0
+        with self._lock:
+            for claim in list(self._waiting):
+                if handed >= limit or not send(claim.index, claim.fd):
+                    break
+                claim.state = HANDED
+                del self._waiting[claim]
+                handed += 1
+        return handed
+
+    def waiting(self) -> int:
+        """How many connections wait now (a moment's look, without the lock)."""
+        return len(self._waiting)
+

@@ -1,0 +1,141 @@
+"""Hand-back, the loop's part: which connections wait, and starting on them.
+
+The worker's loop offers a connection to :mod:`.claims` when it holds it without
+having started on it, and claims it back before it starts:
+
+* a connection accepted (or passed in by the master) is offered at once
+  (:func:`taken`), and claimed when its handler greenlet begins (:func:`starts`:
+  plain HTTP before anything is read, TLS before its handshake);
+* a plain keep-alive connection is offered again while its handler waits for the
+  next request (:func:`waits`, from :mod:`.request_wait`), when nothing of that
+  request has been read into Gunicorn's buffers and the previous request left no
+  body unread (:func:`request_done`). The first bytes of the request are read under
+  the claims' lock (:class:`ClaimSocket`'s ``recv``), so the thread either hands the
+  connection back before them, or not at all.
+
+A handed-back connection is dropped: its handler ends at once (no request, no
+access log line), or reads end-of-stream (Gunicorn closes it without a word); the
+worker closes its descriptor without a ``shutdown``, so the connection lives on in
+the worker the master passed it to.
+
+Never moved (never offered while waiting for a request): a TLS connection after its
+handshake (its sockets are not :class:`ClaimSocket`), a connection with bytes of its
+next request read (pipelined), after a request with a body, an upgrade, and any
+keep-alive connection when ``proxy_protocol`` is on or the protocol is not HTTP/1
+(``protocol = "uwsgi"``): the worker it would move to would parse it from its start.
+
+Invariants: with :func:`install` not called (no hand-back: no slot, or no stall
+watch) every function here is a no-op and connections are gevent's own sockets; a
+connection is offered only by the loop, and its descriptor is closed only after
+:func:`starts` or :func:`wait_ends` took it out of the waiting ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gevent.socket import socket as GeventSocket
+
+from .. import _gunicorn
+from .claims import HANDED, NOTHING, STARTED, Claim, Claims
+
+#: Methods whose requests are complete once their headers are read (no body).
+BODYLESS = frozenset({"GET", "HEAD"})
+
+_claims: Claims | None = None
+#: keep-alive connections may move while they wait for their next request
+_keep_alive = False
+
+
+def install(claims: Claims | None, keep_alive: bool = False) -> None:
+    """In a worker, before it serves: offer connections to ``claims`` (None: no
+    more, gevent's own sockets again)."""
+    global _claims, _keep_alive
+    _claims, _keep_alive = claims, keep_alive
+    _gunicorn.use_client_socket(GeventSocket if claims is None else ClaimSocket)
+
+
+class ClaimSocket(GeventSocket):  # type: ignore[misc]
+    """gevent's socket for a connection that may be handed back: a read while it
+    waits claims it (see the module's docstring)."""
+
+    __slots__ = ("claim",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.claim: Claim | None = None
+
+    def recv(self, *args: Any) -> bytes:
+        claim = self.claim
+        if claim is None or claim.state == STARTED:  # only the loop sets it waiting
+            data: bytes = GeventSocket.recv(self, *args)
+            if claim is not None and data:
+                claim.clean = False  # read outside a wait (h2c prior knowledge)
+            return data
+        return self._recv_claiming(claim, args)
+
+    def _recv_claiming(self, claim: Claim, args: Any) -> bytes:
+        raw = _gunicorn.raw_socket(self)
+        claims = _claims
+        assert claims is not None
+        while True:
+            try:
+                return claims.read(claim, lambda: raw.recv(*args))
+            except BlockingIOError:
+                pass
+            _gunicorn.wait_readable(self)  # as gevent's recv waits (its watcher)
+
+
+def taken(index: int, sock: Any) -> None:
+    """A connection accepted (or passed in) on the slot's listener ``index``: it
+    waits until its handler begins."""
+    if _claims is not None and isinstance(sock, ClaimSocket):
+        sock.claim = Claim(sock.fileno(), index)
+        _claims.offer(sock.claim)
+
+
+def starts(sock: Any) -> bool:
+    """Its handler begins: False when the connection was handed back (drop it)."""
+    claim = getattr(sock, "claim", None)
+    return claim is None or _claims is None or _claims.start(claim)
+
+
+def waits(sock: Any) -> None:
+    """Its handler waits for the next request (:mod:`.request_wait`)."""
+    claim = getattr(sock, "claim", None)
+    if claim is not None and _claims is not None and _keep_alive and claim.clean:
+        _claims.offer(claim)
+
+
+def wait_ends(sock: Any) -> None:
+    """The wait is over (a request read, the time up, the connection gone)."""
+    claim = getattr(sock, "claim", None)
+    if claim is not None and _claims is not None:
+        _claims.start(claim)
+
+
+def handed_back(sock: Any) -> bool:
+    """Was the connection handed back (the worker must not touch it)?"""
+    claim = getattr(sock, "claim", None)
+    return claim is not None and claim.state == HANDED
+
+
+def request_done(sock: Any, request: Any) -> None:
+    """A request of ``sock`` was answered: may the connection move while it waits
+    for the next one?"""
+    claim = getattr(sock, "claim", None)
+    if claim is not None:
+        claim.clean = _movable_after(request)
+
+
+def _movable_after(request: Any) -> bool:
+    if getattr(request, "method", None) not in BODYLESS:
+        return False
+    names = {name for name, _ in getattr(request, "headers", ())}
+    if names & {"CONTENT-LENGTH", "TRANSFER-ENCODING", "UPGRADE"}:
+        return False
+    return not _gunicorn.request_read_ahead(request)
+
+
+__all__ = ["NOTHING", "ClaimSocket", "handed_back", "install", "request_done", "starts",
+           "taken", "wait_ends", "waits"]
