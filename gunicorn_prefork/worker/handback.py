@@ -7,7 +7,8 @@ having started on it, and claims it back before it starts:
   (:func:`taken`), and claimed when its handler greenlet begins (:func:`starts`:
   plain HTTP before anything is read, TLS before its handshake);
 * a plain keep-alive connection is offered again while its handler waits for the
-  next request (:func:`waits`, from :mod:`.request_wait`), when nothing of that
+  next request (:func:`waits`, from :mod:`.request_wait`, and from the yield to the
+  loop a handler makes after a response when the loop's turn is long), when nothing of that
   request has been read into Gunicorn's buffers and the previous request left no
   body unread (:func:`request_done`). The first bytes of the request are read under
   the claims' lock (:class:`ClaimSocket`'s ``recv``), so the thread either hands the

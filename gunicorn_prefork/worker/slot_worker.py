@@ -270,6 +270,9 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
         super().handle_request(listener_name, req, sock, addr)
         handback.request_done(sock, req)
         if loop_turn.over_budget():
+            # the connection waits for its next request from here (it may be handed
+            # back meanwhile: its next read then ends it, see .handback)
+            handback.waits(sock)
             loop_turn.yield_to_loop()
 
     def handle_quit(self, sig: int, frame: FrameType | None) -> None:
