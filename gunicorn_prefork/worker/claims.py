@@ -15,21 +15,20 @@ Each connection is started or handed back, never both: both parties change a
 connection's state only under one lock, an unpatched ``_thread`` lock (the thread is
 a native one; gevent's locks are greenlet locks).
 
-Invariants: every state change happens under the lock; a handed-back connection
-never changes state again, and its worker neither reads from it nor writes to it
-(:meth:`Claims.read` answers end-of-stream without reading); ``send`` runs under the
-lock, so the descriptor it sends is still the connection's (the loop closes a
-connection's descriptor only after :meth:`Claims.start` took it out of the waiting
-ones); nothing here touches gevent.
+Invariants: a connection leaves :data:`WAITING` only under the lock; a handed-back
+connection never changes state again, and its worker neither reads from it nor
+writes to it (:meth:`Claims.read` answers end-of-stream without reading); ``send``
+runs under the lock, so the descriptor it sends is still the connection's (the loop
+closes a connection only after :meth:`Claims.forget`, which first starts it: no
+descriptor number a closed connection had is ever sent); after :meth:`Claims.close`
+nothing is handed back; nothing here touches gevent.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 #: The loop is on it (or it was never offered): only the loop changes it.
 STARTED = 0
@@ -58,49 +57,71 @@ class Claim:
 
 
 class Claims:
-    """The connections waiting now, in the order they were offered."""
+    """The connections the worker holds (registered at accept, forgotten at close),
+    each with its state.
+
+    What takes the lock and what does not: only the loop moves a connection from
+    :data:`STARTED` (to :data:`WAITING`), and only the thread moves one from
+    :data:`WAITING` (to :data:`HANDED`), under the lock. So :meth:`offer` needs no
+    lock (a started connection cannot change under it), nor does :meth:`start` of a
+    connection that is started already (the common case: its bytes were read);
+    :meth:`start` of a waiting one, :meth:`read` and :meth:`hand_back` take it. The
+    registry is a dict, changed and copied in single C calls (under the GIL).
+    """
 
     def __init__(self, lock: Any = None) -> None:
         #: an unpatched lock in a worker (see the module's docstring)
         self._lock = lock if lock is not None else threading.Lock()
-        self._waiting: dict[Claim, None] = {}
+        self._held: dict[Claim, None] = {}
+        self._closed = False
+
+    def register(self, claim: Claim) -> None:
+        """The loop: a connection taken on (it waits until its handler begins)."""
+        claim.state = WAITING
+        self._held[claim] = None
+
+    def forget(self, claim: Claim) -> None:
+        """The loop: the connection is about to be closed (handed back or not)."""
+        self.start(claim)
+        self._held.pop(claim, None)
+
+    def close(self) -> None:
+        """The loop: the worker stops serving; nothing is handed back any more."""
+        with self._lock:
+            self._closed = True
 
     def offer(self, claim: Claim) -> None:
         """The loop: ``claim``'s connection waits (not started); the thread may take it."""
-        with self._lock:
-            if claim.state != HANDED:
-                claim.state = WAITING
-                self._waiting[claim] = None
+        if claim.state == STARTED:
+            claim.state = WAITING
 
     def start(self, claim: Claim) -> bool:
         """The loop starts on ``claim``'s connection (or stops offering it); False:
         it was handed back, the loop must drop it."""
+        if claim.state == STARTED:
+            return True
         with self._lock:
             if claim.state == HANDED:
                 return False
-            self._started(claim)
+            claim.state = STARTED
             return True
 
-    def _started(self, claim: Claim) -> None:
-        claim.state = STARTED
-        self._waiting.pop(claim, None)
-
-    def read(self, claim: Claim, recv: Callable[[], T]) -> T | bytes:
-        """The loop reads from a waiting connection: ``recv()`` (which must not wait)
-        under the lock; the connection is started once it returned or failed.
+    def read(self, claim: Claim, recv: Callable[..., bytes], *args: Any) -> bytes:
+        """The loop reads from a waiting connection: ``recv(*args)`` (which must not
+        wait) under the lock; the connection is started once it returned or failed.
         ``BlockingIOError`` (nothing there yet) leaves it waiting. A handed-back
         connection is not read: :data:`NOTHING`."""
         with self._lock:
             if claim.state == HANDED:
                 return NOTHING
             try:
-                data = recv()
+                data = recv(*args)
             except BlockingIOError:
                 raise
             except BaseException:
-                self._started(claim)
+                claim.state = STARTED
                 raise
-            self._started(claim)
+            claim.state = STARTED
             return data
 
     def hand_back(self, send: Callable[[int, int], bool], limit: int) -> int:
@@ -109,15 +130,17 @@ class Claims:
         returns how many were handed back."""
         handed = 0
         with self._lock:
-            for claim in list(self._waiting):
-                if handed >= limit or not send(claim.index, claim.fd):
+            for claim in [] if self._closed else list(self._held):
+                if handed >= limit:
+                    break
+                if claim.state != WAITING:
+                    continue
+                if not send(claim.index, claim.fd):
                     break
                 claim.state = HANDED
-                del self._waiting[claim]
                 handed += 1
         return handed
 
     def waiting(self) -> int:
         """How many connections wait now (a moment's look, without the lock)."""
-        return len(self._waiting)
-
+        return sum(1 for claim in list(self._held) if claim.state == WAITING)

@@ -27,8 +27,9 @@ keep-alive connection when ``proxy_protocol`` is on or the protocol is not HTTP/
 
 Invariants: with :func:`install` not called (no hand-back: no slot, or no stall
 watch) every function here is a no-op and connections are gevent's own sockets; a
-connection is offered only by the loop, and its descriptor is closed only after
-:func:`starts` or :func:`wait_ends` took it out of the waiting ones.
+connection is offered only by the loop, and closed only after :func:`closing`
+(gevent's ``do_close``); nothing is handed back once the worker stops accepting
+(:func:`stop`).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class ClaimSocket(GeventSocket):  # type: ignore[misc]
         assert claims is not None
         while True:
             try:
-                return claims.read(claim, lambda: raw.recv(*args))
+                return claims.read(claim, raw.recv, *args)
             except BlockingIOError:
                 pass
             _gunicorn.wait_readable(self)  # as gevent's recv waits (its watcher)
@@ -92,7 +93,7 @@ def taken(index: int, sock: Any) -> None:
     waits until its handler begins."""
     if _claims is not None and isinstance(sock, ClaimSocket):
         sock.claim = Claim(sock.fileno(), index)
-        _claims.offer(sock.claim)
+        _claims.register(sock.claim)
 
 
 def starts(sock: Any) -> bool:
@@ -113,6 +114,19 @@ def wait_ends(sock: Any) -> None:
     claim = getattr(sock, "claim", None)
     if claim is not None and _claims is not None:
         _claims.start(claim)
+
+
+def closing(sock: Any) -> None:
+    """Its handler is done: it is closed now (and never handed back after)."""
+    claim = getattr(sock, "claim", None)
+    if claim is not None and _claims is not None:
+        _claims.forget(claim)
+
+
+def stop() -> None:
+    """The worker stops serving: nothing is handed back any more."""
+    if _claims is not None:
+        _claims.close()
 
 
 def handed_back(sock: Any) -> bool:
@@ -138,5 +152,5 @@ def _movable_after(request: Any) -> bool:
     return not _gunicorn.request_read_ahead(request)
 
 
-__all__ = ["NOTHING", "ClaimSocket", "handed_back", "install", "request_done", "starts",
-           "taken", "wait_ends", "waits"]
+__all__ = ["NOTHING", "ClaimSocket", "closing", "handed_back", "install", "request_done",
+           "starts", "stop", "taken", "wait_ends", "waits"]

@@ -149,6 +149,7 @@ class SlotServer(StreamServer):  # type: ignore[misc]
     def do_close(self, *args: Any) -> None:
         """gevent's close of a connection taken on, once its handler is done."""
         try:
+            handback.closing(args[0])
             super().do_close(*args)
         finally:
             if SlotServer.on_release is not None:

@@ -220,6 +220,7 @@ class SlotWorker(_gunicorn.GeventWorker):  # type: ignore[misc]
         (``take_queued``: after accepting what is queued on them)."""
         if self._inbox is not None:
             self._inbox.stop()
+        handback.stop()
         slot_server.close_all(take_queued)
 
     def _stop_serving(self) -> None:

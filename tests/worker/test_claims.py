@@ -16,7 +16,7 @@ def test_offered_connections_are_handed_back_oldest_first_up_to_the_limit() -> N
     claims = Claims()
     offered = [Claim(fd, 0) for fd in (10, 11, 12)]
     for claim in offered:
-        claims.offer(claim)
+        claims.register(claim)
     sent: list[int] = []
     assert claims.hand_back(lambda index, fd: sent.append(fd) is None, 2) == 2
     assert sent == [10, 11] and claims.waiting() == 1
@@ -29,7 +29,7 @@ def test_offered_connections_are_handed_back_oldest_first_up_to_the_limit() -> N
 def test_a_send_that_fails_leaves_the_connection_waiting() -> None:
     claims = Claims()
     claim = Claim(10, 1)
-    claims.offer(claim)
+    claims.register(claim)
     assert claims.hand_back(lambda index, fd: False, 10) == 0
     assert claim.state == WAITING and claims.waiting() == 1
 
@@ -37,7 +37,7 @@ def test_a_send_that_fails_leaves_the_connection_waiting() -> None:
 def test_a_handed_back_connection_is_never_offered_again_nor_read() -> None:
     claims = Claims()
     claim = Claim(10, 0)
-    claims.offer(claim)
+    claims.register(claim)
     claims.hand_back(lambda index, fd: True, 1)
     claims.offer(claim)
     assert claim.state == HANDED and claims.waiting() == 0
@@ -51,7 +51,7 @@ def test_a_handed_back_connection_is_never_offered_again_nor_read() -> None:
 def test_a_read_that_finds_nothing_leaves_it_waiting_one_that_fails_starts_it() -> None:
     claims = Claims()
     claim = Claim(10, 0)
-    claims.offer(claim)
+    claims.register(claim)
 
     def nothing() -> bytes:
         raise BlockingIOError
@@ -67,6 +67,7 @@ def test_a_read_that_finds_nothing_leaves_it_waiting_one_that_fails_starts_it() 
         claims.read(claim, reset)
     assert claim.state == STARTED and claims.waiting() == 0
     claims.offer(claim)
+    assert claim.state == WAITING
     assert claims.read(claim, lambda: b"GET") == b"GET" and claim.state == STARTED
 
 
@@ -94,7 +95,7 @@ def test_under_stress_each_connection_is_started_or_handed_back_never_both() -> 
         pending: list[Claim] = []
         for fd in range(count):
             claim = Claim(fd, 0)
-            claims.offer(claim)
+            claims.register(claim)
             pending.append(claim)
             if len(pending) >= random.randint(1, 8):
                 for waiting in pending:
@@ -108,6 +109,8 @@ def test_under_stress_each_connection_is_started_or_handed_back_never_both() -> 
                             return b"x"
                         if claims.read(waiting, recv) != NOTHING:
                             started.append(waiting.fd)
+                for waiting in pending:  # their connections close
+                    claims.forget(waiting)
                 pending.clear()
         for waiting in pending:
             if claims.start(waiting):
@@ -121,3 +124,17 @@ def test_under_stress_each_connection_is_started_or_handed_back_never_both() -> 
     assert sorted(handed + started) == list(range(count))
     assert len(handed) == len(set(handed))
     assert handed and started  # both sides won some
+
+
+def test_a_closed_connection_and_a_stopped_worker_hand_back_nothing() -> None:
+    claims = Claims()
+    first, second = Claim(10, 0), Claim(11, 0)
+    claims.register(first)
+    claims.register(second)
+    claims.forget(first)  # closed: its descriptor number may be another's soon
+    assert first.state == STARTED
+    assert claims.hand_back(lambda index, fd: fd == 11, 5) == 1
+    third = Claim(12, 0)
+    claims.register(third)
+    claims.close()
+    assert claims.hand_back(lambda index, fd: True, 5) == 0 and third.state == WAITING

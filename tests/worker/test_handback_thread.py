@@ -65,7 +65,7 @@ def connections() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
 def _offer(claims: Claims, connections: list[tuple[socket.socket, socket.socket]]) -> list[Claim]:
     offered = [Claim(server.fileno(), index) for index, (_, server) in enumerate(connections)]
     for claim in offered:
-        claims.offer(claim)
+        claims.register(claim)
     return offered
 
 
