@@ -510,7 +510,7 @@ def request_read_ahead(request: Any) -> bool:
     request sent in the same packet)? They wait in the connection's ``Unreader``
     buffer, which the next request is parsed from (20.1 to 27, both parsers)."""
     buffer = getattr(getattr(request, "unreader", None), "buf", None)
-    return buffer is not None and len(buffer.getvalue()) > 0
+    return buffer is not None and buffer.getbuffer().nbytes > 0  # (no copy)
 
 
 def response_headers_sent(response: Any) -> bool:

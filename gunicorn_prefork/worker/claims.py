@@ -11,11 +11,12 @@ serve them. Two parties may take such a connection:
 * the hand-back thread (:mod:`.handback_thread`) *hands it back* to the master
   (:meth:`Claims.hand_back`), which passes it to another worker.
 
-Each connection is started or handed back, never both: both parties change a
-connection's state only under one lock, an unpatched ``_thread`` lock (the thread is
-a native one; gevent's locks are greenlet locks).
+Each connection is started or handed back, never both (see :class:`Claims`: flags
+on each connection, and one unpatched ``_thread`` lock the thread holds while it
+hands back; the thread is a native one, gevent's locks are greenlet locks).
 
-Invariants: a connection leaves :data:`WAITING` only under the lock; a handed-back
+Invariants: a connection leaves :data:`WAITING` only with its side's flag raised
+and the other's seen lowered (or, for the loop, under the lock); a handed-back
 connection never changes state again, and its worker neither reads from it nor
 writes to it (:meth:`Claims.read` answers end-of-stream without reading); ``send``
 runs under the lock, so the descriptor it sends is still the connection's (the loop
@@ -47,31 +48,45 @@ class Claim:
     movable connection (``clean``: nothing of its next request read into Gunicorn's
     buffers, no body left unread)."""
 
-    __slots__ = ("clean", "fd", "index", "state")
+    __slots__ = ("clean", "fd", "index", "reading", "request", "state", "taking")
 
     def __init__(self, fd: int, index: int) -> None:
         self.fd = fd
         self.index = index
         self.state = STARTED
         self.clean = True
+        #: the request it answered last (the thread judges from it whether the
+        #: connection may move: :class:`Claims`' ``movable``); None: none yet
+        self.request: Any = None
+        #: the loop is on it (Dekker's flags, see :class:`Claims`)
+        self.reading = False
+        #: the thread is on it
+        self.taking = False
 
 
 class Claims:
     """The connections the worker holds (registered at accept, forgotten at close),
     each with its state.
 
-    What takes the lock and what does not: only the loop moves a connection from
-    :data:`STARTED` (to :data:`WAITING`), and only the thread moves one from
-    :data:`WAITING` (to :data:`HANDED`), under the lock. So :meth:`offer` needs no
-    lock (a started connection cannot change under it), nor does :meth:`start` of a
-    connection that is started already (the common case: its bytes were read);
-    :meth:`start` of a waiting one, :meth:`read` and :meth:`hand_back` take it. The
-    registry is a dict, changed and copied in single C calls (under the GIL).
+    The loop takes no lock on a request's path. Only the loop moves a connection
+    from :data:`STARTED` (to :data:`WAITING`: no race, the thread never touches a
+    started one), and the loop and the thread each move a waiting one (the loop to
+    :data:`STARTED`, the thread to :data:`HANDED`) by Dekker's algorithm: each side
+    raises its flag on the connection (``reading``, ``taking``), then looks at the
+    other's; the GIL makes these loads and stores sequentially consistent, so at
+    most one side goes on. The thread backs off a connection the loop is on; the
+    loop, seeing the thread on one, waits under the lock (which the thread holds for
+    its whole pass) for the thread's verdict. The registry is a dict, changed and
+    copied in single C calls (under the GIL).
     """
 
-    def __init__(self, lock: Any = None) -> None:
+    def __init__(self, lock: Any = None,
+                 movable: Callable[[Claim], bool] | None = None) -> None:
         #: an unpatched lock in a worker (see the module's docstring)
         self._lock = lock if lock is not None else threading.Lock()
+        #: may this waiting connection move? (asked by the thread, with the loop off
+        #: it: what it answered last is settled); None: every waiting one may
+        self._movable = movable
         self._held: dict[Claim, None] = {}
         self._closed = False
 
@@ -95,34 +110,45 @@ class Claims:
         if claim.state == STARTED:
             claim.state = WAITING
 
+    def _enter(self, claim: Claim) -> bool:
+        """The loop raises its flag on a connection it will start on; False: the
+        connection was handed back (the flag is lowered again)."""
+        claim.reading = True
+        if claim.taking or claim.state == HANDED:
+            with self._lock:  # the thread's pass is over: its verdict stands
+                if claim.state == HANDED:
+                    claim.reading = False
+                    return False
+        return True
+
     def start(self, claim: Claim) -> bool:
         """The loop starts on ``claim``'s connection (or stops offering it); False:
         it was handed back, the loop must drop it."""
         if claim.state == STARTED:
             return True
-        with self._lock:
-            if claim.state == HANDED:
-                return False
-            claim.state = STARTED
-            return True
+        if not self._enter(claim):
+            return False
+        claim.state = STARTED
+        claim.reading = False
+        return True
 
     def read(self, claim: Claim, recv: Callable[..., bytes], *args: Any) -> bytes:
         """The loop reads from a waiting connection: ``recv(*args)`` (which must not
-        wait) under the lock; the connection is started once it returned or failed.
+        wait); the connection is started once it returned or failed.
         ``BlockingIOError`` (nothing there yet) leaves it waiting. A handed-back
         connection is not read: :data:`NOTHING`."""
-        with self._lock:
-            if claim.state == HANDED:
-                return NOTHING
-            try:
-                data = recv(*args)
-            except BlockingIOError:
-                raise
-            except BaseException:
-                claim.state = STARTED
-                raise
-            claim.state = STARTED
-            return data
+        if not self._enter(claim):
+            return NOTHING
+        try:
+            data = recv(*args)
+        except BlockingIOError:
+            claim.reading = False
+            raise
+        except BaseException:
+            claim.state, claim.reading = STARTED, False
+            raise
+        claim.state, claim.reading = STARTED, False
+        return data
 
     def hand_back(self, send: Callable[[int, int], bool], limit: int) -> int:
         """The thread: pass up to ``limit`` waiting connections, oldest first, to
@@ -135,10 +161,18 @@ class Claims:
                     break
                 if claim.state != WAITING:
                     continue
-                if not send(claim.index, claim.fd):
+                claim.taking = True
+                if claim.reading or claim.state != WAITING or (
+                        self._movable is not None and not self._movable(claim)):
+                    claim.taking = False  # the loop is on it, or it must stay
+                    continue
+                sent = send(claim.index, claim.fd)
+                if sent:
+                    claim.state = HANDED
+                    handed += 1
+                claim.taking = False
+                if not sent:
                     break
-                claim.state = HANDED
-                handed += 1
         return handed
 
     def waiting(self) -> int:

@@ -39,7 +39,7 @@ from typing import Any
 from gevent.socket import socket as GeventSocket
 
 from .. import _gunicorn
-from .claims import HANDED, NOTHING, STARTED, Claim, Claims
+from .claims import HANDED, NOTHING, STARTED, WAITING, Claim, Claims
 
 #: Methods whose requests are complete once their headers are read (no body).
 BODYLESS = frozenset({"GET", "HEAD"})
@@ -61,11 +61,13 @@ class ClaimSocket(GeventSocket):  # type: ignore[misc]
     """gevent's socket for a connection that may be handed back: a read while it
     waits claims it (see the module's docstring)."""
 
-    __slots__ = ("claim",)
+    __slots__ = ("claim", "raw")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.claim: Claim | None = None
+        #: the standard socket inside (gevent's, fixed for the socket's life)
+        self.raw = _gunicorn.raw_socket(self)
 
     def recv(self, *args: Any) -> bytes:
         claim = self.claim
@@ -74,51 +76,57 @@ class ClaimSocket(GeventSocket):  # type: ignore[misc]
             if claim is not None and data:
                 claim.clean = False  # read outside a wait (h2c prior knowledge)
             return data
-        return self._recv_claiming(claim, args)
-
-    def _recv_claiming(self, claim: Claim, args: Any) -> bytes:
-        raw = _gunicorn.raw_socket(self)
         claims = _claims
         assert claims is not None
         while True:
             try:
-                return claims.read(claim, raw.recv, *args)
+                return claims.read(claim, self.raw.recv, *args)
             except BlockingIOError:
                 pass
             _gunicorn.wait_readable(self)  # as gevent's recv waits (its watcher)
 
 
+# The hooks below run on every connection or request: they look at the socket's
+# type first (an attribute a gevent socket lacks costs a microsecond: its
+# ``__getattr__``), and take no lock for a connection already started.
+
 def taken(index: int, sock: Any) -> None:
     """A connection accepted (or passed in) on the slot's listener ``index``: it
     waits until its handler begins."""
-    if _claims is not None and isinstance(sock, ClaimSocket):
+    if _claims is not None and type(sock) is ClaimSocket:
         sock.claim = Claim(sock.fileno(), index)
         _claims.register(sock.claim)
 
 
+def _claim_of(sock: Any) -> Claim | None:
+    return sock.claim if type(sock) is ClaimSocket else None
+
+
 def starts(sock: Any) -> bool:
     """Its handler begins: False when the connection was handed back (drop it)."""
-    claim = getattr(sock, "claim", None)
+    claim = _claim_of(sock)
     return claim is None or _claims is None or _claims.start(claim)
 
 
 def waits(sock: Any) -> None:
     """Its handler waits for the next request (:mod:`.request_wait`)."""
-    claim = getattr(sock, "claim", None)
-    if claim is not None and _claims is not None and _keep_alive and claim.clean:
-        _claims.offer(claim)
+    if _keep_alive and type(sock) is ClaimSocket:
+        claim = sock.claim
+        if claim is not None and claim.state == STARTED:
+            claim.state = WAITING  # the thread never changes a started one: no lock
 
 
 def wait_ends(sock: Any) -> None:
     """The wait is over (a request read, the time up, the connection gone)."""
-    claim = getattr(sock, "claim", None)
-    if claim is not None and _claims is not None:
-        _claims.start(claim)
+    if type(sock) is ClaimSocket:
+        claim = sock.claim
+        if claim is not None and claim.state != STARTED and _claims is not None:
+            _claims.start(claim)  # (read bytes started it already: the usual case)
 
 
 def closing(sock: Any) -> None:
     """Its handler is done: it is closed now (and never handed back after)."""
-    claim = getattr(sock, "claim", None)
+    claim = _claim_of(sock)
     if claim is not None and _claims is not None:
         _claims.forget(claim)
 
@@ -131,26 +139,37 @@ def stop() -> None:
 
 def handed_back(sock: Any) -> bool:
     """Was the connection handed back (the worker must not touch it)?"""
-    claim = getattr(sock, "claim", None)
+    claim = _claim_of(sock)
     return claim is not None and claim.state == HANDED
 
 
 def request_done(sock: Any, request: Any) -> None:
     """A request of ``sock`` was answered: may the connection move while it waits
     for the next one?"""
-    claim = getattr(sock, "claim", None)
-    if claim is not None:
-        claim.clean = _movable_after(request)
+    if type(sock) is ClaimSocket and sock.claim is not None:
+        sock.claim.request, sock.claim.clean = request, True  # judged when it is to move
+
+
+#: Request headers after which the connection does not move while it waits: a body
+#: (maybe not all read), an upgrade.
+KEEPS = frozenset({"CONTENT-LENGTH", "TRANSFER-ENCODING", "UPGRADE"})
+
+
+def movable(claim: Claim) -> bool:
+    """May this waiting connection move (the thread asks, with the loop off it)?
+    Not when bytes were read outside a request's wait, nor after a request that
+    left a body or read-ahead bytes behind, or upgraded."""
+    return claim.clean and (claim.request is None or _movable_after(claim.request))
 
 
 def _movable_after(request: Any) -> bool:
     if getattr(request, "method", None) not in BODYLESS:
         return False
-    names = {name for name, _ in getattr(request, "headers", ())}
-    if names & {"CONTENT-LENGTH", "TRANSFER-ENCODING", "UPGRADE"}:
-        return False
+    for name, _ in getattr(request, "headers", ()):
+        if name in KEEPS:
+            return False
     return not _gunicorn.request_read_ahead(request)
 
 
-__all__ = ["NOTHING", "ClaimSocket", "closing", "handed_back", "install", "request_done",
+__all__ = ["NOTHING", "ClaimSocket", "closing", "handed_back", "install", "movable", "request_done",
            "starts", "stop", "taken", "wait_ends", "waits"]

@@ -94,18 +94,23 @@ class HandBackThread:
         channel = self._channel.fileno()
         poller.register(channel, select.POLLIN)
         poller.register(self._wake_r, select.POLLIN)
-        last, since, ran_since, timing = self._turns(), time.monotonic(), self._ran(), True
+        last, since, timing = self._turns(), time.monotonic(), True
+        ran_at, ran_since = 0.0, -1  # the first look at a loop that stood still
         while True:
             for fd, _ in poller.poll(int(SAMPLE * 1000) if timing else None):
                 if fd == self._wake_r:
                     self._drain()
                 elif fd == channel and not self._asked():
                     return  # the master's end is gone
-            now, turns, ran = time.monotonic(), self._turns(), self._ran()
-            if turns != last:
-                last, since, ran_since, timing = turns, now, ran, True
+            now, turns = time.monotonic(), self._turns()
+            if turns != last:  # the loop moves (the common case: no file read)
+                last, since, ran_since, timing = turns, now, -1, True
                 continue
-            if ran - ran_since < (now - since) * BUSY_SHARE * 1e9:
+            ran = self._ran()
+            if ran_since < 0:
+                ran_at, ran_since, timing = now, ran, True
+                continue
+            if ran - ran_since < (now - ran_at) * BUSY_SHARE * 1e9:
                 # idle in its poll (or blocked in a call: the master asks then):
                 # sleep until its next turn begins
                 self._wake_on_next_turn(self._wake_w)
@@ -165,7 +170,7 @@ def start(channel: socket.socket, cfg: Any) -> HandBackThread:
 
     from . import handback, loop_turn
 
-    claims = Claims(monkey.get_original("_thread", "allocate_lock")())
+    claims = Claims(monkey.get_original("_thread", "allocate_lock")(), handback.movable)
     handback.install(claims, keep_alive=keep_alive_moves(cfg))
     thread = HandBackThread(channel, claims, loop_turn.turns, loop_turn.wake_on_next_turn,
                             monkey.get_original)

@@ -24,7 +24,7 @@ def _request(method: str = "GET", headers: tuple[tuple[str, str], ...] = (),
 
 @pytest.fixture
 def claims() -> Iterator[Claims]:
-    made = Claims()
+    made = Claims(movable=handback.movable)
     handback.install(made, keep_alive=True)
     yield made
     handback.install(None)
@@ -38,7 +38,7 @@ def claims() -> Iterator[Claims]:
     (_request(headers=(("TRANSFER-ENCODING", "chunked"),)), False),
     (_request(headers=(("UPGRADE", "websocket"),)), False),
 ], ids=["get", "head", "read-ahead", "body", "chunked", "upgrade"])
-def test_only_a_connection_whose_request_left_nothing_behind_waits_as_movable(
+def test_only_a_connection_whose_request_left_nothing_behind_is_handed_back(
         claims: Claims, request_: SimpleNamespace, movable: bool) -> None:
     left, right = socket.socketpair()
     sock = handback.ClaimSocket(fileno=left.detach())
@@ -48,9 +48,12 @@ def test_only_a_connection_whose_request_left_nothing_behind_waits_as_movable(
         assert handback.starts(sock) and sock.claim.state == STARTED
         handback.request_done(sock, request_)
         handback.waits(sock)
-        assert (sock.claim.state == WAITING) is movable
+        assert sock.claim.state == WAITING
+        assert handback.movable(sock.claim) is movable
+        # the thread hands back only what may move
+        assert claims.hand_back(lambda index, fd: True, 1) == int(movable)
         handback.wait_ends(sock)
-        assert sock.claim.state == STARTED
+        assert sock.claim.state == (STARTED if not movable else HANDED)
     finally:
         sock.close()
         right.close()
