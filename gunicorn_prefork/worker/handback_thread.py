@@ -11,7 +11,9 @@ back the waiting connections of :mod:`.claims` (each one a message: the listener
 index and the descriptor, ``SCM_RIGHTS``):
 
 * when the master asks (its stall watch saw the slot's queue wait: the message is
-  how many to hand back, at most);
+  how many to hand back, at most), once the loop has begun no turn for
+  :data:`STUCK_AFTER` (busy or blocked in a call); an ask is forgotten when the
+  loop begins a turn before that: a busy loop's long turn, not a stuck one;
 * on its own, when the loop has begun no turn for :data:`STUCK_AFTER` while the
   worker's main thread ran on a CPU for at least :data:`BUSY_SHARE` of that time
   (``/proc/self/task/PID/schedstat``): a CPU-bound loop. With
@@ -96,44 +98,55 @@ class HandBackThread:
         poller.register(self._wake_r, select.POLLIN)
         last, since, timing = self._turns(), time.monotonic(), True
         ran_at, ran_since = 0.0, -1  # the first look at a loop that stood still
+        asked, asked_at = 0, -1  # the master's ask (how many), at which turn
         while True:
             for fd, _ in poller.poll(int(SAMPLE * 1000) if timing else None):
                 if fd == self._wake_r:
                     self._drain()
-                elif fd == channel and not self._asked():
-                    return  # the master's end is gone
+                elif fd == channel:
+                    ask = self._ask()
+                    if ask is None:
+                        return  # the master's end is gone
+                    asked, asked_at, timing = max(asked, ask), self._turns(), True
             now, turns = time.monotonic(), self._turns()
+            if asked and turns != asked_at:
+                asked = 0  # the loop moved on: the master saw a queue wait, not a stuck loop
             if turns != last:  # the loop moves (the common case: no file read)
                 last, since, ran_since, timing = turns, now, -1, True
+                continue
+            if asked and now - since >= STUCK_AFTER:  # stuck, busy or blocked
+                self._hand_back(asked)
+                asked = 0
                 continue
             ran = self._ran()
             if ran_since < 0:
                 ran_at, ran_since, timing = now, ran, True
                 continue
             if ran - ran_since < (now - ran_at) * BUSY_SHARE * 1e9:
-                # idle in its poll (or blocked in a call: the master asks then):
+                # idle in its poll, or blocked in a call (asked: keep looking); else
                 # sleep until its next turn begins
-                self._wake_on_next_turn(self._wake_w)
-                timing = self._turns() != last
-                if timing:
-                    self._wake_on_next_turn(None)
+                timing = bool(asked)
+                if not timing:
+                    self._wake_on_next_turn(self._wake_w)
+                    timing = self._turns() != last
+                    if timing:
+                        self._wake_on_next_turn(None)
                 continue
             timing = True
             if now - since >= STUCK_AFTER and self._claims.waiting():
-                self._hand_back(LIMIT)
+                self._hand_back(max(asked, LIMIT))
+                asked = 0
 
-    def _asked(self) -> bool:
-        """Read the master's ask and answer it; False when the channel is closed."""
+    def _ask(self) -> int | None:
+        """The master's ask: how many at most (0: none to read); None when the
+        channel is closed."""
         try:
             ask = self._channel.recv(1, socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
-            return True
+            return 0
         except OSError:
-            return False
-        if not ask:
-            return False
-        self._hand_back(ask[0])
-        return True
+            return None
+        return ask[0] if ask else None
 
     def _hand_back(self, limit: int) -> None:
         self.handed += self._claims.hand_back(self._send, limit)
