@@ -110,7 +110,7 @@ def test_under_stress_each_connection_is_started_or_handed_back_never_both() -> 
                     else:
                         def recv(fd: int = waiting.fd, claim: Claim = waiting) -> bytes:
                             time.sleep(0)  # recv lets the GIL go too
-                            if claim.state == HANDED or claim.taking:
+                            if claim.state == HANDED:
                                 read_after_handed.append(fd)
                             return b"x"
                         if claims.read(waiting, recv) != NOTHING:
