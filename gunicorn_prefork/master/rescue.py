@@ -195,7 +195,7 @@ class Rescue:
         if slot in self._asked or channel is None or not targets:
             return
         rooms = [self.room(target) if self.room is not None else None for target in targets]
-        room = 255 if None in rooms else min(255, sum(r for r in rooms if r is not None and r > 0))
+        room = 255 if None in rooms else min(255, sum(max(0, r or 0) for r in rooms))
         if room > 0 and channel.send(room):
             self._asked.add(slot)
 

@@ -39,7 +39,7 @@ from typing import Any
 from gevent.socket import socket as GeventSocket
 
 from .. import _gunicorn
-from .claims import HANDED, NOTHING, STARTED, WAITING, Claim, Claims
+from .claims import HANDED, NOTHING, STARTED, Claim, Claims
 
 #: Methods whose requests are complete once their headers are read (no body).
 BODYLESS = frozenset({"GET", "HEAD"})
@@ -110,10 +110,9 @@ def starts(sock: Any) -> bool:
 
 def waits(sock: Any) -> None:
     """Its handler waits for the next request (:mod:`.request_wait`)."""
-    if _keep_alive and type(sock) is ClaimSocket:
-        claim = sock.claim
-        if claim is not None and claim.state == STARTED:
-            claim.state = WAITING  # the thread never changes a started one: no lock
+    if _keep_alive and type(sock) is ClaimSocket and sock.claim is not None \
+            and _claims is not None:
+        _claims.offer(sock.claim)  # no lock: the thread never changes a started one
 
 
 def wait_ends(sock: Any) -> None:

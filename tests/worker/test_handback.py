@@ -59,39 +59,37 @@ def test_only_a_connection_whose_request_left_nothing_behind_is_handed_back(
         right.close()
 
 
+@pytest.fixture
+def waiting(claims: Claims) -> Iterator[tuple[handback.ClaimSocket, socket.socket]]:
+    """A connection whose handler began and now waits for a request, and its peer."""
+    left, right = socket.socketpair()
+    sock = handback.ClaimSocket(fileno=left.detach())
+    handback.taken(0, sock)
+    handback.starts(sock)
+    handback.waits(sock)
+    yield sock, right
+    sock.close()
+    right.close()
+
+
 def test_a_handed_back_connection_reads_end_of_stream_and_its_bytes_stay(
-        claims: Claims) -> None:
-    left, right = socket.socketpair()
-    sock = handback.ClaimSocket(fileno=left.detach())
-    try:
-        handback.taken(0, sock)
-        handback.starts(sock)
-        handback.waits(sock)
-        right.sendall(b"GET / HTTP/1.1\r\n\r\n")
-        assert claims.hand_back(lambda index, fd: True, 1) == 1
-        assert sock.claim is not None and sock.claim.state == HANDED
-        assert handback.handed_back(sock)
-        assert sock.recv(8192) == NOTHING
-        assert not handback.starts(sock)
-        # nothing was read: the bytes wait for whoever holds the connection now
-        with socket.socket(fileno=os.dup(sock.fileno())) as same:
-            assert same.recv(64, socket.MSG_PEEK).startswith(b"GET")
-    finally:
-        sock.close()
-        right.close()
+        claims: Claims, waiting: tuple[handback.ClaimSocket, socket.socket]) -> None:
+    sock, peer = waiting
+    peer.sendall(b"GET / HTTP/1.1\r\n\r\n")
+    assert claims.hand_back(lambda index, fd: True, 1) == 1
+    assert sock.claim is not None and sock.claim.state == HANDED
+    assert handback.handed_back(sock)
+    assert sock.recv(8192) == NOTHING
+    assert not handback.starts(sock)
+    # nothing was read: the bytes wait for whoever holds the connection now
+    with socket.socket(fileno=os.dup(sock.fileno())) as same:
+        assert same.recv(64, socket.MSG_PEEK).startswith(b"GET")
 
 
-def test_a_waiting_connection_is_started_by_its_first_bytes(claims: Claims) -> None:
-    left, right = socket.socketpair()
-    sock = handback.ClaimSocket(fileno=left.detach())
-    try:
-        handback.taken(0, sock)
-        handback.starts(sock)
-        handback.waits(sock)
-        right.sendall(b"GET")
-        assert sock.recv(8192) == b"GET"
-        assert sock.claim is not None and sock.claim.state == STARTED
-        assert claims.hand_back(lambda index, fd: True, 1) == 0
-    finally:
-        sock.close()
-        right.close()
+def test_a_waiting_connection_is_started_by_its_first_bytes(
+        claims: Claims, waiting: tuple[handback.ClaimSocket, socket.socket]) -> None:
+    sock, peer = waiting
+    peer.sendall(b"GET")
+    assert sock.recv(8192) == b"GET"
+    assert sock.claim is not None and sock.claim.state == STARTED
+    assert claims.hand_back(lambda index, fd: True, 1) == 0

@@ -89,14 +89,23 @@ def _received(master_end: socket.socket, seconds: float = 2.0) -> list[tuple[int
     return got
 
 
-def test_the_thread_answers_the_masters_ask_with_connections_that_work(
-        channel: tuple[socket.socket, socket.socket],
-        connections: list[tuple[socket.socket, socket.socket]]) -> None:
+@pytest.fixture
+def running(channel: tuple[socket.socket, socket.socket],
+            connections: list[tuple[socket.socket, socket.socket]]
+            ) -> tuple[socket.socket, _Loop, list[Claim]]:
+    """The thread, started on the worker's end with the three connections waiting:
+    (the master's end, the stand-in loop, their claims)."""
     master_end, worker_end = channel
     claims, loop = Claims(), _Loop()
     offered = _offer(claims, connections)
-    thread = HandBackThread(worker_end, claims, loop.turns, loop.wake_on_next_turn, _original)
-    thread.start()
+    HandBackThread(worker_end, claims, loop.turns, loop.wake_on_next_turn, _original).start()
+    return master_end, loop, offered
+
+
+def test_the_thread_answers_the_masters_ask_with_connections_that_work(
+        running: tuple[socket.socket, _Loop, list[Claim]],
+        connections: list[tuple[socket.socket, socket.socket]]) -> None:
+    master_end, _, offered = running
     master_end.send(bytes([2]))  # at most two
     got = _received(master_end)
     assert [index for index, _ in got] == [0, 1]
@@ -110,13 +119,8 @@ def test_the_thread_answers_the_masters_ask_with_connections_that_work(
 
 
 def test_the_thread_hands_back_on_its_own_only_while_the_main_thread_is_busy(
-        channel: tuple[socket.socket, socket.socket],
-        connections: list[tuple[socket.socket, socket.socket]]) -> None:
-    master_end, worker_end = channel
-    claims, loop = Claims(), _Loop()
-    offered = _offer(claims, connections)
-    thread = HandBackThread(worker_end, claims, loop.turns, loop.wake_on_next_turn, _original)
-    thread.start()
+        running: tuple[socket.socket, _Loop, list[Claim]]) -> None:
+    master_end, loop, offered = running
     time.sleep(0.3)  # idle (blocked, not on a CPU), the turns stand still: nothing moves
     assert [claim.state for claim in offered] == [WAITING] * 3
     assert loop.wake is not None  # it sleeps until the next turn begins
